@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything loopwatch builds, runs and tests with, from Debian's archive only (PyPI is not
+# reachable). Idempotent: a machine that already has the packages only pays for `apt-get update`.
+set -euo pipefail
+
+packages=(
+  # C++ toolchain and libraries (agent, shim extension, tests, benchmarks)
+  build-essential cmake pkg-config git ca-certificates
+  prometheus-cpp-dev libcivetweb-dev libboost-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # Debian's Python 3.11 and the service stack loopwatch instruments
+  python3 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
+  python3-uvloop python3-uvicorn python3-fastapi python3-httptools python3-h11
+  python3-pytest python3-httpx python3-requests
+  # integration: a real Prometheus (+ promtool), load generation, process tools
+  prometheus wrk curl procps valgrind
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# --no-install-recommends keeps the fresh machine small; prometheus' recommended web assets are not needed.
+apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,0 +1,116 @@
+"""Loop integration: decides what to instrument and hands the classes to the C++ hooks.
+
+asyncio: ``Handle._run``, ``BaseEventLoop._call_soon`` and ``BaseEventLoop._add_callback`` are
+replaced by C++ methods, only on CPython minor versions whose asyncio they were checked against;
+elsewhere asyncio runs stock and :func:`status` says so. uvloop: C++ ``call_soon``,
+``call_soon_threadsafe``, ``call_later`` and ``call_at`` on ``uvloop.Loop``. Nothing here runs per
+callback.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+from . import _names, _post_import
+
+DEFAULT_DIR = "/dev/shm/loopwatch"
+# asyncio's Handle._run, _call_soon and _add_callback were compared line by line for these versions.
+ASYNCIO_CHECKED_VERSIONS = {(3, 11)}
+
+_state: dict[str, Any] = {
+    "installed": False,
+    "asyncio": "not imported yet",
+    "uvloop": "not imported yet",
+    "dir": None,
+    "service": None,
+}
+
+
+def _ring_capacity(value: int | None) -> int:
+    if value is None:
+        raw = os.environ.get("LOOPWATCH_RING_CAPACITY", "")
+        if not raw.strip():
+            from . import _shim
+
+            return _shim.DEFAULT_RING_CAPACITY
+        value = int(raw)
+    return value
+
+
+def _instrument_asyncio(asyncio: ModuleType) -> None:
+    version = sys.version_info[:2]
+    if version not in ASYNCIO_CHECKED_VERSIONS:
+        _state["asyncio"] = f"stock: CPython {version[0]}.{version[1]} is not a version the asyncio hook was checked against"
+        return
+    from asyncio import base_events, events, format_helpers
+
+    from . import _shim
+
+    _shim.install_asyncio(events.Handle, events.TimerHandle, base_events.BaseEventLoop, format_helpers._format_callback_source)
+    _state["asyncio"] = "instrumented"
+
+
+def _instrument_uvloop(uvloop: ModuleType) -> None:
+    from . import _shim
+
+    _shim.install_uvloop(uvloop.Loop)
+    _state["uvloop"] = "instrumented"
+
+
+def _guarded(hook):
+    def run(module: ModuleType) -> None:
+        try:
+            hook(module)
+        except Exception as exc:  # never break the import of the user's event loop
+            key = "uvloop" if "uvloop" in hook.__name__ else "asyncio"
+            _state[key] = f"stock: {type(exc).__name__}: {exc}"
+            print(f"loopwatch: {key} not instrumented: {exc}", file=sys.stderr)
+
+    run.__name__ = hook.__name__
+    return run
+
+
+def install(*, dir: str | None = None, service: str | None = None, ring_capacity: int | None = None) -> None:
+    from . import _shim
+
+    ring_dir = dir or os.environ.get("LOOPWATCH_DIR") or DEFAULT_DIR
+    # The service name is resolved when the first ring is created, not now: a multiprocessing spawn
+    # child only learns its real sys.argv after interpreter start.
+    _shim.configure(ring_dir, service or _names.default_service, _names.describe, _ring_capacity(ring_capacity))
+    _state["dir"] = ring_dir
+    _state["service"] = service
+    if _state["installed"]:
+        return
+    _state["installed"] = True
+    atexit.register(_shim.close_all)
+    _post_import.when_imported("asyncio", _guarded(_instrument_asyncio))
+    _post_import.when_imported("uvloop", _guarded(_instrument_uvloop))
+
+
+def uninstall() -> None:
+    from . import _shim
+
+    _shim.uninstall_asyncio()
+    _shim.uninstall_uvloop()
+    _state.update(installed=False, asyncio="stock: uninstalled", uvloop="stock: uninstalled")
+
+
+def status() -> dict[str, Any]:
+    """A snapshot for humans and tests: what is hooked, and each loop's ring."""
+    from . import _shim
+
+    loops = _shim.loops()
+    error = _shim.first_error()
+    return {
+        "installed": _state["installed"],
+        "asyncio": _state["asyncio"],
+        "uvloop": _state["uvloop"],
+        "dir": _state["dir"],
+        "service": _state["service"] or (_names.default_service() if _state["installed"] else None),
+        "recording": any(loop["state"] == "recording" for loop in loops),
+        "error": error,
+        "loops": loops,
+    }

@@ -1,0 +1,320 @@
+// The asyncio hook: C++ replacements for three methods of CPython 3.11's asyncio, installed on the
+// classes themselves so every loop built on BaseEventLoop runs them with no Python code per callback.
+//
+//   Handle._run            runs the callback in its context exactly as the stock method does (same
+//                          exception handling, KeyboardInterrupt/SystemExit propagate) and records a
+//                          sample around it. Every handle passes here: call_soon, timers, Task steps,
+//                          future callbacks, threadsafe calls, selector I/O and signal handlers.
+//   BaseEventLoop._call_soon   same as stock, plus an enqueue stamp (ready lag = run - enqueue).
+//   BaseEventLoop._add_callback  same as stock, plus an enqueue stamp for I/O handles.
+//
+// Timer lag is start - TimerHandle._when (loop.time() is CLOCK_MONOTONIC, our tick clock).
+// The stock methods stay reachable: uninstall() puts them back. The Python side refuses to install
+// on a CPython minor version whose asyncio these were not checked against.
+#include "asyncio_hook.h"  // Python.h first
+
+#include <structmember.h>
+
+#include <cstring>
+
+#include "callback_key.h"
+#include "clock.h"
+#include "enqueue_stamps.h"
+#include "loop_state.h"
+
+namespace loopwatch::shim {
+namespace {
+
+using protocol::LoopKind;
+using protocol::Sample;
+using protocol::SampleKind;
+
+struct AsyncioHook {
+  PyTypeObject* handle_type = nullptr;
+  PyTypeObject* timer_type = nullptr;
+  PyObject* loop_type = nullptr;  // BaseEventLoop
+  PyObject* format_callback_source = nullptr;
+  PyObject* stock_run = nullptr;
+  PyObject* stock_call_soon = nullptr;
+  PyObject* stock_add_callback = nullptr;
+  Py_ssize_t off_callback = -1, off_args = -1, off_context = -1, off_loop = -1, off_cancelled = -1,
+             off_source_traceback = -1, off_when = -1;
+  PyObject *s_ready = nullptr, *s_scheduled = nullptr, *s_append = nullptr;
+  bool installed = false;
+};
+AsyncioHook g_hook;
+
+// Offset of a __slots__ member, from its member descriptor; -1 if the class has no such slot.
+Py_ssize_t SlotOffset(PyTypeObject* type, const char* name) {
+  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);
+  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
+  PyMemberDef* member = reinterpret_cast<PyMemberDescrObject*>(descr)->d_member;
+  return member->type == T_OBJECT_EX ? member->offset : -1;
+}
+
+inline PyObject* Slot(PyObject* self, Py_ssize_t offset) {  // borrowed; nullptr if unset
+  return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + offset);
+}
+
+uint32_t CountHandles(LoopState* state, PyObject* loop) {
+  if (state->loop_dict == nullptr) {
+    state->loop_dict = PyObject_GenericGetDict(loop, nullptr);
+    if (state->loop_dict == nullptr) {
+      PyErr_Clear();
+      return 0;
+    }
+  }
+  Py_ssize_t count = 0;
+  PyObject* ready = PyDict_GetItemWithError(state->loop_dict, g_hook.s_ready);
+  if (ready != nullptr) {
+    const Py_ssize_t n = PyObject_Size(ready);
+    count += n > 0 ? n : 0;
+  }
+  PyObject* scheduled = PyDict_GetItemWithError(state->loop_dict, g_hook.s_scheduled);
+  if (scheduled != nullptr && PyList_Check(scheduled)) count += PyList_GET_SIZE(scheduled);
+  if (PyErr_Occurred()) PyErr_Clear();
+  return static_cast<uint32_t>(count);
+}
+
+// The `except BaseException as exc:` branch of the stock Handle._run, with `exc` as the handled
+// exception while it runs. Returns nullptr (error set) if the exception handler itself raised.
+PyObject* ReportCallbackException(PyObject* self, PyObject* exc) {
+  PyObject* callback = PyObject_GetAttrString(self, "_callback");
+  PyObject* args = callback != nullptr ? PyObject_GetAttrString(self, "_args") : nullptr;
+  PyObject* source = args != nullptr ? PyObject_CallFunctionObjArgs(g_hook.format_callback_source, callback, args, nullptr) : nullptr;
+  Py_XDECREF(callback);
+  Py_XDECREF(args);
+  if (source == nullptr) return nullptr;
+  PyObject* message = PyUnicode_FromFormat("Exception in callback %U", source);
+  Py_DECREF(source);
+  if (message == nullptr) return nullptr;
+  PyObject* context = Py_BuildValue("{s:N,s:O,s:O}", "message", message, "exception", exc, "handle", self);
+  if (context == nullptr) return nullptr;
+  PyObject* source_traceback = PyObject_GetAttrString(self, "_source_traceback");
+  int truthy = source_traceback != nullptr ? PyObject_IsTrue(source_traceback) : -1;
+  if (truthy > 0) truthy = PyDict_SetItemString(context, "source_traceback", source_traceback) == 0 ? 1 : -1;
+  Py_XDECREF(source_traceback);
+  PyObject* result = nullptr;
+  if (truthy >= 0) {
+    PyObject* loop = PyObject_GetAttrString(self, "_loop");
+    if (loop != nullptr) {
+      result = PyObject_CallMethod(loop, "call_exception_handler", "O", context);
+      Py_DECREF(loop);
+    }
+  }
+  Py_DECREF(context);
+  return result;
+}
+
+PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
+  PyObject* callback = Slot(self, g_hook.off_callback);
+  PyObject* args = Slot(self, g_hook.off_args);
+  PyObject* context = Slot(self, g_hook.off_context);
+  PyObject* loop = Slot(self, g_hook.off_loop);
+  if (callback == nullptr || args == nullptr || context == nullptr || loop == nullptr) {
+    return PyObject_CallOneArg(g_hook.stock_run, self);  // a half-built handle: stock semantics
+  }
+  // The callback may cancel its own handle (which clears these slots): hold them for the call.
+  Py_INCREF(callback);
+  Py_INCREF(args);
+  Py_INCREF(context);
+
+  LoopState* state = CachedStateForLoop(loop, LoopKind::kAsyncio);
+  RingFile* ring = state != nullptr ? state->Ring() : nullptr;
+  Sample sample{};
+  uint64_t due_ticks = 0;
+  SampleKind kind = SampleKind::kReady;
+  if (ring != nullptr) {
+    sample.name_id = state->NameId(callback);
+    const uint32_t handles = CountHandles(state, loop);
+    if (Py_TYPE(self) == g_hook.timer_type) {
+      kind = SampleKind::kTimer;
+      PyObject* when = Slot(self, g_hook.off_when);
+      due_ticks = when != nullptr && PyFloat_CheckExact(when) ? LoopSecondsToTicks(PyFloat_AS_DOUBLE(when)) : 0;
+    } else {
+      EnqueueStamp stamp = TakeEnqueueStamp(self);
+      due_ticks = stamp.ticks;
+      if (stamp.ticks != 0) kind = stamp.kind;
+    }
+    sample.handles_kind = Sample::PackHandlesKind(handles, kind);
+    sample.start_ticks = NowTicks();
+  }
+
+  PyObject* result = nullptr;
+  if (PyContext_Enter(context) == 0) {
+    if (PyTuple_CheckExact(args)) {
+      result = PyObject_Call(callback, args, nullptr);
+    } else {
+      PyObject* tuple = PySequence_Tuple(args);  // `*self._args` accepts any iterable
+      result = tuple != nullptr ? PyObject_Call(callback, tuple, nullptr) : nullptr;
+      Py_XDECREF(tuple);
+    }
+    if (PyContext_Exit(context) != 0) Py_CLEAR(result);
+  }
+
+  if (ring != nullptr) {
+    const uint64_t end = NowTicks();
+    sample.duration_ticks = end - sample.start_ticks;
+    sample.lag_ticks = due_ticks == 0 ? protocol::kLagUnknown
+                       : sample.start_ticks > due_ticks ? sample.start_ticks - due_ticks
+                                                        : 0;
+    if (state->Ring() != nullptr) state->Push(sample);  // Ring() again: the callback may have closed it
+  }
+  Py_DECREF(callback);
+  Py_DECREF(args);
+  Py_DECREF(context);
+
+  if (result != nullptr) {
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+  }
+  if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) return nullptr;
+  PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+  PyObject *saved_type = nullptr, *saved_value = nullptr, *saved_traceback = nullptr;
+  PyErr_GetExcInfo(&saved_type, &saved_value, &saved_traceback);
+  Py_XINCREF(type);
+  Py_XINCREF(value);
+  Py_XINCREF(traceback);
+  PyErr_SetExcInfo(type, value, traceback);  // as inside `except ... as exc:`
+  PyObject* handled = ReportCallbackException(self, value);
+  PyErr_SetExcInfo(saved_type, saved_value, saved_traceback);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  if (handled == nullptr) return nullptr;
+  Py_DECREF(handled);
+  Py_RETURN_NONE;
+}
+
+PyObject* AppendToReady(PyObject* loop, PyObject* handle) {
+  PyObject* ready = PyObject_GetAttr(loop, g_hook.s_ready);
+  if (ready == nullptr) return nullptr;
+  PyObject* r = PyObject_CallMethodOneArg(ready, g_hook.s_append, handle);
+  Py_DECREF(ready);
+  return r;
+}
+
+PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {  // not how asyncio calls it: let the stock function raise exactly as it would
+    PyObject* stack[4] = {self, nargs > 0 ? args[0] : nullptr, nargs > 1 ? args[1] : nullptr, nargs > 2 ? args[2] : nullptr};
+    return PyObject_Vectorcall(g_hook.stock_call_soon, stack, static_cast<size_t>(nargs > 3 ? 3 : nargs) + 1, nullptr);
+  }
+  PyObject* stack[4] = {args[0], args[1], self, args[2]};
+  PyObject* handle = PyObject_Vectorcall(reinterpret_cast<PyObject*>(g_hook.handle_type), stack, 4, nullptr);
+  if (handle == nullptr) return nullptr;
+  PyObject* source_traceback = g_hook.off_source_traceback >= 0 ? Slot(handle, g_hook.off_source_traceback) : nullptr;
+  if (source_traceback != nullptr) {
+    const int truthy = PyObject_IsTrue(source_traceback);
+    if (truthy < 0 || (truthy > 0 && PySequence_DelItem(source_traceback, -1) < 0)) {
+      Py_DECREF(handle);
+      return nullptr;
+    }
+  }
+  PyObject* appended = AppendToReady(self, handle);
+  if (appended == nullptr) {
+    Py_DECREF(handle);
+    return nullptr;
+  }
+  Py_DECREF(appended);
+  PutEnqueueStamp(handle, NowTicks(), SampleKind::kReady);
+  return handle;
+}
+
+PyObject* LoopAddCallback(PyObject* self, PyObject* handle) {
+  PyObject* cancelled = PyObject_GetAttrString(handle, "_cancelled");
+  if (cancelled == nullptr) return nullptr;
+  const int is_cancelled = PyObject_IsTrue(cancelled);
+  Py_DECREF(cancelled);
+  if (is_cancelled < 0) return nullptr;
+  if (is_cancelled == 0) {
+    PyObject* appended = AppendToReady(self, handle);
+    if (appended == nullptr) return nullptr;
+    Py_DECREF(appended);
+    PutEnqueueStamp(handle, NowTicks(), SampleKind::kIo);
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_handle_run_def = {"_run", HandleRun, METH_NOARGS, "loopwatch: Handle._run with timing"};
+PyMethodDef g_call_soon_def = {"_call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(LoopCallSoon)),
+                               METH_FASTCALL, "loopwatch: BaseEventLoop._call_soon with an enqueue stamp"};
+PyMethodDef g_add_callback_def = {"_add_callback", LoopAddCallback, METH_O,
+                                  "loopwatch: BaseEventLoop._add_callback with an enqueue stamp"};
+
+bool SetMethod(PyTypeObject* type, PyMethodDef* def) {
+  PyObject* descr = PyDescr_NewMethod(type, def);
+  if (descr == nullptr) return false;
+  const int rc = PyObject_SetAttrString(reinterpret_cast<PyObject*>(type), def->ml_name, descr);
+  Py_DECREF(descr);
+  return rc == 0;
+}
+
+}  // namespace
+
+PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs) {
+  // args: (Handle, TimerHandle, BaseEventLoop, format_helpers._format_callback_source)
+  if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError, "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source)");
+    return nullptr;
+  }
+  if (g_hook.installed) Py_RETURN_FALSE;
+  if (!InitCallbackKeys()) return nullptr;
+  auto* handle_type = reinterpret_cast<PyTypeObject*>(args[0]);
+  auto* timer_type = reinterpret_cast<PyTypeObject*>(args[1]);
+  auto* loop_type = reinterpret_cast<PyTypeObject*>(args[2]);
+  AsyncioHook h;
+  h.off_callback = SlotOffset(handle_type, "_callback");
+  h.off_args = SlotOffset(handle_type, "_args");
+  h.off_context = SlotOffset(handle_type, "_context");
+  h.off_loop = SlotOffset(handle_type, "_loop");
+  h.off_cancelled = SlotOffset(handle_type, "_cancelled");
+  h.off_source_traceback = SlotOffset(handle_type, "_source_traceback");
+  h.off_when = SlotOffset(timer_type, "_when");
+  if (h.off_callback < 0 || h.off_args < 0 || h.off_context < 0 || h.off_loop < 0 || h.off_when < 0 ||
+      h.off_source_traceback < 0) {
+    PyErr_SetString(PyExc_RuntimeError, "asyncio.Handle does not have the __slots__ loopwatch was built for");
+    return nullptr;
+  }
+  h.stock_run = PyObject_GetAttrString(args[0], "_run");
+  h.stock_call_soon = PyObject_GetAttrString(args[2], "_call_soon");
+  h.stock_add_callback = PyObject_GetAttrString(args[2], "_add_callback");
+  h.s_ready = PyUnicode_InternFromString("_ready");
+  h.s_scheduled = PyUnicode_InternFromString("_scheduled");
+  h.s_append = PyUnicode_InternFromString("append");
+  if (h.stock_run == nullptr || h.stock_call_soon == nullptr || h.stock_add_callback == nullptr || h.s_ready == nullptr ||
+      h.s_scheduled == nullptr || h.s_append == nullptr) {
+    return nullptr;
+  }
+  Py_INCREF(args[0]);
+  Py_INCREF(args[1]);
+  Py_INCREF(args[2]);
+  Py_INCREF(args[3]);
+  h.handle_type = handle_type;
+  h.timer_type = timer_type;
+  h.loop_type = args[2];
+  h.format_callback_source = args[3];
+  h.installed = true;
+  g_hook = h;
+  if (!SetMethod(handle_type, &g_handle_run_def) || !SetMethod(loop_type, &g_call_soon_def) ||
+      !SetMethod(loop_type, &g_add_callback_def)) {
+    UninstallAsyncioHook(nullptr, nullptr);
+    return nullptr;
+  }
+  Py_RETURN_TRUE;
+}
+
+PyObject* UninstallAsyncioHook(PyObject* /*module*/, PyObject* /*unused*/) {
+  if (!g_hook.installed) Py_RETURN_FALSE;
+  // Put the stock functions back on the classes (they are plain Python functions).
+  PyObject_SetAttrString(reinterpret_cast<PyObject*>(g_hook.handle_type), "_run", g_hook.stock_run);
+  PyObject_SetAttrString(g_hook.loop_type, "_call_soon", g_hook.stock_call_soon);
+  PyObject_SetAttrString(g_hook.loop_type, "_add_callback", g_hook.stock_add_callback);
+  g_hook.installed = false;
+  if (PyErr_Occurred()) return nullptr;
+  Py_RETURN_TRUE;
+}
+
+}  // namespace loopwatch::shim

@@ -1,0 +1,138 @@
+// Callback identity for naming (see callback_key.h). Task steps are the common case on both loops:
+// the C Task schedules a TaskStepMethWrapper whose __self__ is the task; the step is named after the
+// task's coroutine code, tagged with the low pointer bit (a step resumed through the Task's bound
+// task_wakeup, the usual path after an await, gets the same key) so it never collides with a plain function
+// that happens to share the code object.
+#include "callback_key.h"  // Python.h first
+
+#include <structmember.h>
+
+#include <cstring>
+
+namespace loopwatch::shim {
+namespace {
+
+PyTypeObject* g_step_wrapper_type = nullptr;  // _asyncio's TaskStepMethWrapper, found on first sight
+getter g_step_wrapper_self = nullptr;         // TaskStepMethWrapper.__self__ -> the task
+getter g_task_coro = nullptr;                 // _asyncio.Task._coro -> the coroutine
+PyTypeObject* g_task_type = nullptr;          // _asyncio.Task: its bound task_wakeup resumes a step
+Py_ssize_t g_coro_code_offset = -1;           // coroutine.cr_code (a member: read in place)
+Py_ssize_t g_gen_code_offset = -1;            // generator.gi_code (generator-based coroutines)
+bool g_initialized = false;
+PyTypeObject* g_partial_type = nullptr;
+
+constexpr uintptr_t kTaskStepTag = 1;
+
+getter GetterOf(PyTypeObject* type, const char* name) {
+  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);  // borrowed
+  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyGetSetDescr_Type)) return nullptr;
+  return reinterpret_cast<PyGetSetDescrObject*>(descr)->d_getset->get;
+}
+
+Py_ssize_t MemberOffset(PyTypeObject* type, const char* name) {
+  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);  // borrowed
+  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
+  PyMemberDef* member = reinterpret_cast<PyMemberDescrObject*>(descr)->d_member;
+  return member->type == T_OBJECT || member->type == T_OBJECT_EX ? member->offset : -1;
+}
+
+PyObject* MemberAt(PyObject* object, Py_ssize_t offset) {  // borrowed, may be nullptr
+  return offset < 0 ? nullptr : *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(object) + offset);
+}
+
+CallbackKey Owned(uintptr_t key, PyObject* owner_new_ref) { return {key, owner_new_ref}; }
+CallbackKey Borrowed(uintptr_t key, PyObject* owner) {
+  Py_INCREF(owner);
+  return {key, owner};
+}
+
+// `task` is borrowed; `fallback` names the step when the task's coroutine cannot be read.
+CallbackKey TaskStepKey(PyObject* task, PyObject* fallback) {
+  PyObject* coro = task != nullptr && g_task_coro != nullptr ? g_task_coro(task, nullptr) : nullptr;
+  PyObject* code = nullptr;
+  if (coro != nullptr) {
+    if (PyCoro_CheckExact(coro)) code = Py_XNewRef(MemberAt(coro, g_coro_code_offset));
+    else if (PyGen_CheckExact(coro)) code = Py_XNewRef(MemberAt(coro, g_gen_code_offset));
+  }
+  if (code == nullptr) {
+    PyErr_Clear();
+    // A foreign awaitable (e.g. a Cython coroutine): name the step after the awaitable's type.
+    PyObject* type = coro != nullptr ? reinterpret_cast<PyObject*>(Py_TYPE(coro)) : reinterpret_cast<PyObject*>(Py_TYPE(fallback));
+    CallbackKey k = Borrowed(reinterpret_cast<uintptr_t>(type) | kTaskStepTag, type);
+    Py_XDECREF(coro);
+    return k;
+  }
+  Py_DECREF(coro);
+  return Owned(reinterpret_cast<uintptr_t>(code) | kTaskStepTag, code);
+}
+
+CallbackKey StepWrapperKey(PyObject* wrapper) {
+  PyObject* task = g_step_wrapper_self != nullptr ? g_step_wrapper_self(wrapper, nullptr) : nullptr;
+  if (task == nullptr) PyErr_Clear();
+  CallbackKey k = TaskStepKey(task, wrapper);
+  Py_XDECREF(task);
+  return k;
+}
+
+}  // namespace
+
+bool InitCallbackKeys() {
+  if (g_initialized) return true;
+  g_coro_code_offset = MemberOffset(&PyCoro_Type, "cr_code");
+  g_gen_code_offset = MemberOffset(&PyGen_Type, "gi_code");
+  PyObject* asyncio_c = PyImport_ImportModule("_asyncio");
+  if (asyncio_c == nullptr) return false;
+  PyObject* task_type = PyObject_GetAttrString(asyncio_c, "Task");
+  Py_DECREF(asyncio_c);
+  if (task_type == nullptr) return false;
+  if (PyType_Check(task_type)) {
+    g_task_type = reinterpret_cast<PyTypeObject*>(task_type);  // kept for the process's life
+    g_task_coro = GetterOf(g_task_type, "_coro");
+  } else {
+    Py_DECREF(task_type);
+  }
+  PyObject* functools = PyImport_ImportModule("functools");
+  if (functools == nullptr) return false;
+  PyObject* partial = PyObject_GetAttrString(functools, "partial");
+  Py_DECREF(functools);
+  if (partial == nullptr) return false;
+  g_partial_type = reinterpret_cast<PyTypeObject*>(partial);  // kept for the process's life
+  g_initialized = true;
+  return true;
+}
+
+CallbackKey KeyOf(PyObject* callback) {
+  PyTypeObject* type = Py_TYPE(callback);
+  if (type == g_step_wrapper_type) return StepWrapperKey(callback);
+  if (PyFunction_Check(callback)) return Borrowed(reinterpret_cast<uintptr_t>(PyFunction_GET_CODE(callback)), PyFunction_GET_CODE(callback));
+  if (PyMethod_Check(callback)) {
+    PyObject* func = PyMethod_GET_FUNCTION(callback);
+    if (PyFunction_Check(func)) return Borrowed(reinterpret_cast<uintptr_t>(PyFunction_GET_CODE(func)), PyFunction_GET_CODE(func));
+    return Borrowed(reinterpret_cast<uintptr_t>(func), func);  // e.g. a Cython function: long-lived
+  }
+  if (PyCFunction_Check(callback)) {
+    // A Task resumed by the future it awaited: its bound task_wakeup runs the next step inline.
+    PyObject* self = PyCFunction_GET_SELF(callback);
+    if (self != nullptr && g_task_type != nullptr && PyObject_TypeCheck(self, g_task_type)) return TaskStepKey(self, callback);
+    // The method table entry is static for the module's life: no owner needed.
+    return {reinterpret_cast<uintptr_t>(reinterpret_cast<PyCFunctionObject*>(callback)->m_ml), nullptr};
+  }
+  if (g_step_wrapper_type == nullptr && std::strcmp(type->tp_name, "TaskStepMethWrapper") == 0) {
+    g_step_wrapper_type = type;
+    Py_INCREF(type);
+    g_step_wrapper_self = GetterOf(type, "__self__");
+    return StepWrapperKey(callback);
+  }
+  if (type == g_partial_type) {
+    PyObject* func = PyObject_GetAttrString(callback, "func");
+    if (func != nullptr) {
+      CallbackKey k = KeyOf(func);
+      Py_DECREF(func);
+      return k;
+    }
+    PyErr_Clear();
+  }
+  return Borrowed(reinterpret_cast<uintptr_t>(type), reinterpret_cast<PyObject*>(type));
+}
+
+}  // namespace loopwatch::shim

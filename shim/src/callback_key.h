@@ -1,0 +1,26 @@
+// What identifies a callback for naming. The hot path hashes one pointer: the code object of a
+// function, method or Task's coroutine, the C method table entry of a builtin, or the type of any
+// other callable. Computing the key never calls Python code and never raises.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+
+namespace loopwatch::shim {
+
+struct CallbackKey {
+  uintptr_t key = 0;
+  PyObject* owner = nullptr;  // new reference to the object whose lifetime pins `key`, or nullptr
+};
+
+// Resolves what it reads (Task._coro, coroutine cr_code, ...) from the running interpreter. Imports
+// _asyncio (and so asyncio): call it when a hook is installed, never at module import. Idempotent.
+// Returns false, with a Python error set, if that fails.
+bool InitCallbackKeys();
+
+// `callback` is borrowed. The result's owner must be released by the caller (Py_XDECREF).
+CallbackKey KeyOf(PyObject* callback);
+
+}  // namespace loopwatch::shim

@@ -1,0 +1,120 @@
+// Per-loop recording state and the registry that finds it from a loop object.
+//
+// Every instrumented callback asks "which ring does this loop write to?". The answer is cached per
+// thread (a loop runs on one thread at a time), so the common case is one pointer compare. A loop's
+// ring file is created lazily by its first callback, on the loop thread, which is therefore the only
+// writer of that ring (the SPSC contract). All of this runs under the GIL: no locks are needed.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "loopwatch/layout.h"
+#include "callback_key.h"
+#include "ring_file.h"
+
+namespace loopwatch::shim {
+
+struct ShimConfig {
+  std::string dir = "/dev/shm/loopwatch";
+  PyObject* service = nullptr;  // str, or callable -> str, resolved when a ring is created
+  protocol::RingGeometry geometry = protocol::kDefaultGeometry;
+  PyObject* namer = nullptr;  // loopwatch._names.describe(callback) -> str; called once per new key
+};
+ShimConfig& Config();
+
+class LoopState {
+ public:
+  LoopState(uint32_t loop_id, protocol::LoopKind kind) : loop_id_(loop_id), kind_(kind) {}
+  LoopState(const LoopState&) = delete;
+  LoopState& operator=(const LoopState&) = delete;
+  ~LoopState();
+
+  // Intrusive reference count (GIL-protected): the registry holds one, every uvloop trampoline one.
+  void Retain() { ++refs_; }
+  void Release() {
+    if (--refs_ == 0) delete this;
+  }
+
+  // Loop thread. The ring, created on first use; nullptr when recording is off for this loop.
+  RingFile* Ring() {
+    if (ring_ != nullptr) return ring_;
+    if (ring_failed_ || closed_) return nullptr;
+    return OpenRing();
+  }
+
+  // Loop thread. Name id of a callback: a hash lookup of its key, the namer on the first sight only.
+  uint32_t NameId(PyObject* callback);
+
+  // Loop thread, after Ring() returned non-null.
+  void Push(const protocol::Sample& sample) {
+    if (ring_->writer().TryPush(sample)) ++samples_written_;
+  }
+
+  void Close();             // loop gone: the ring is closed for the agent to drain and remove
+  void AbandonAfterFork();  // in a fork child: the parent's ring is not ours
+
+  uint32_t loop_id() const { return loop_id_; }
+  protocol::LoopKind kind() const { return kind_; }
+  bool closed() const { return closed_; }
+  PyObject* StatusDict() const;  // new reference, for loopwatch.status()
+  void AdoptReference(PyObject* owned) { key_owners_.push_back(owned); }  // released with the state
+
+  // uvloop: callbacks handed to the loop and not yet run or discarded (the handle count).
+  int64_t pending = 0;
+  // asyncio: the loop's __dict__ (strong), for len(_ready) + len(_scheduled).
+  PyObject* loop_dict = nullptr;
+
+ private:
+  RingFile* OpenRing();
+
+  uint32_t loop_id_;
+  protocol::LoopKind kind_;
+  int refs_ = 1;
+  RingFile* ring_ = nullptr;
+  bool ring_failed_ = false;
+  bool closed_ = false;
+  std::string error_;
+  std::string path_;
+  uint64_t samples_written_ = 0;
+  std::unordered_map<uintptr_t, uint32_t> name_ids_;
+  std::vector<PyObject*> key_owners_;  // strong refs: a key's address cannot be reused while cached
+};
+
+// The state for `loop` (borrowed), created on first sight. Never raises; nullptr if the loop cannot
+// be tracked (then the callback simply runs unrecorded).
+LoopState* StateForLoop(PyObject* loop, protocol::LoopKind kind);
+
+// Bumped whenever a LoopState may have been closed or replaced (loop death, fork, reconfigure), so
+// that per-thread caches revalidate.
+extern uint64_t g_registry_generation;
+
+struct ThreadLoopCache {
+  PyObject* loop = nullptr;
+  LoopState* state = nullptr;
+  uint64_t generation = 0;
+};
+extern thread_local ThreadLoopCache t_loop_cache;
+
+inline LoopState* CachedStateForLoop(PyObject* loop, protocol::LoopKind kind) {
+  ThreadLoopCache& c = t_loop_cache;
+  if (c.loop == loop && c.generation == g_registry_generation) return c.state;
+  LoopState* state = StateForLoop(loop, kind);
+  c.loop = loop;
+  c.state = state;
+  c.generation = g_registry_generation;
+  return state;
+}
+
+PyObject* RegistryStatusList();  // new reference: one dict per tracked loop
+void CloseAllRings();
+LoopState* FindStateForLoop(PyObject* loop);  // borrowed loop; nullptr if never seen            // at interpreter exit: every ring is handed over (or removed)
+void InstallForkHandler();
+bool AnyRecordingFailed(std::string* first_error);
+
+}  // namespace loopwatch::shim

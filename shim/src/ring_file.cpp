@@ -1,0 +1,150 @@
+// Creation and teardown of the shim's ring files (see ring_file.h).
+#include "ring_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "clock.h"
+
+namespace loopwatch::shim {
+namespace {
+
+std::string Errno(const char* what, const std::string& path, int err) {
+  return std::string(what) + " " + path + ": " + std::strerror(err);
+}
+
+}  // namespace
+
+uint64_t ProcessStartTicks() {
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+std::string RingFileName(int pid, uint64_t process_start_ticks, uint32_t loop_id) {
+  char name[96];
+  std::snprintf(name, sizeof(name), "lw-%d-%llu-%u.ring", pid, static_cast<unsigned long long>(process_start_ticks),
+                loop_id);
+  return name;
+}
+
+RingFile* RingFile::Create(const RingIdentity& id, std::string* error) {
+  using namespace protocol;
+  const RingGeometry& g = id.geometry;
+  const int pid = getpid();
+  const uint64_t start_ticks = ProcessStartTicks();
+  const std::string final_path = id.dir + "/" + RingFileName(pid, start_ticks, id.loop_id);
+  // Built under a dot-name the agent ignores, then renamed: the agent never sees a half-made file.
+  const std::string tmp_path = id.dir + "/." + RingFileName(pid, start_ticks, id.loop_id) + ".tmp";
+
+  if (mkdir(id.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    *error = Errno("cannot create ring directory", id.dir, errno);
+    return nullptr;
+  }
+  const int fd = open(tmp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *error = Errno("cannot create ring file", tmp_path, errno);
+    return nullptr;
+  }
+  auto fail = [&](const char* what, int err) -> RingFile* {
+    *error = Errno(what, tmp_path, err);
+    close(fd);
+    unlink(tmp_path.c_str());
+    return nullptr;
+  };
+  const uint64_t size = g.file_size();
+  if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) return fail("cannot size ring file", err);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file
+  if (fcntl(fd, F_SETLK, &lock) != 0) return fail("cannot lock ring file", errno);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return fail("cannot map ring file", errno);
+
+  auto* h = new (base) RingHeader;  // the file is zero-filled; placement-new only starts lifetimes
+  h->version_major = kVersionMajor;
+  h->version_minor = kVersionMinor;
+  h->header_size = sizeof(RingHeader);
+  h->file_size = size;
+  h->names_offset = g.names_offset();
+  h->report_offset = g.report_offset();
+  h->ring_offset = g.ring_offset();
+  h->names_capacity = g.names_capacity;
+  h->report_capacity = g.report_capacity;
+  h->ring_capacity = g.ring_capacity;
+  h->sample_size = sizeof(Sample);
+  h->pid = pid;
+  h->loop_id = id.loop_id;
+  h->process_start_ticks = start_ticks;
+  h->loop_thread_id = static_cast<int32_t>(syscall(SYS_gettid));
+  h->loop_kind = static_cast<uint32_t>(id.loop_kind);
+  h->clock_kind = static_cast<uint32_t>(ClockKind::kMonotonicNs);
+  h->created_unix_ns = UnixNowNs();
+  h->clock_tick_base = 0;
+  h->clock_mono_base_ns = 0;
+  h->clock_ns_per_tick = 1.0;
+  std::strncpy(h->service, id.service.c_str(), kServiceNameSize - 1);
+  h->heartbeat_ns.store(NowTicks(), std::memory_order_relaxed);
+  // Pairs with the reader's acquire load of magic in CheckHeader: all fields above are visible first.
+  h->magic.store(kMagic, std::memory_order_release);
+
+  if (rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    const int err = errno;
+    munmap(base, size);
+    return fail("cannot publish ring file", err);
+  }
+  auto* ring = new RingFile;
+  ring->path_ = final_path;
+  ring->fd_ = fd;
+  ring->base_ = base;
+  ring->size_ = size;
+  ring->header_ = h;
+  auto* bytes = static_cast<unsigned char*>(base);
+  ring->writer_ = RingWriter(h, reinterpret_cast<Sample*>(bytes + g.ring_offset()), g.ring_capacity);
+  ring->names_ = NameTableWriter(h, bytes + g.names_offset(), g.names_capacity);
+  return ring;
+}
+
+void RingFile::Close() {
+  if (header_ != nullptr) {
+    // Pairs with the agent's release store of control when it attaches. No agent ever attached:
+    // nobody will drain or remove this file, so the writer removes it (no litter in /dev/shm).
+    const bool agent_attached = (header_->control.load(std::memory_order_acquire) & protocol::kControlValid) != 0;
+    header_->writer_flags.fetch_or(protocol::kWriterClosed, std::memory_order_release);
+    if (!agent_attached) unlink(path_.c_str());
+    munmap(base_, size_);
+  }
+  if (fd_ >= 0) close(fd_);  // releases the lock: the agent sees the writer gone
+  header_ = nullptr;
+  base_ = nullptr;
+  fd_ = -1;
+}
+
+void RingFile::AbandonAfterFork() {
+  if (base_ != nullptr) munmap(base_, size_);
+  if (fd_ >= 0) close(fd_);
+  header_ = nullptr;
+  base_ = nullptr;
+  fd_ = -1;
+}
+
+RingFile::~RingFile() { Close(); }
+
+}  // namespace loopwatch::shim

@@ -1,0 +1,104 @@
+// The loopwatch._shim extension module: configuration, the install/uninstall entry points of the
+// asyncio and uvloop hooks, status, and the debug ring reader. All per-callback work lives in the
+// hook files; this file only wires them to Python. The pure-Python package decides when to call what.
+#include <string>
+
+#include "asyncio_hook.h"
+#include "callback_key.h"
+#include "loop_state.h"
+#include "ring_dump.h"
+#include "uvloop_hook.h"
+
+namespace loopwatch::shim {
+namespace {
+
+PyObject* Configure(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
+  static const char* keywords[] = {"dir", "service", "namer", "ring_capacity", nullptr};
+  const char* dir = nullptr;
+  PyObject* service = nullptr;  // a str, or a callable returning one when the first ring is made
+  PyObject* namer = nullptr;
+  unsigned int ring_capacity = protocol::kDefaultGeometry.ring_capacity;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sOO|I", const_cast<char**>(keywords), &dir, &service, &namer,
+                                   &ring_capacity)) {
+    return nullptr;
+  }
+  if (ring_capacity < protocol::kMinRingCapacity || ring_capacity > protocol::kMaxRingCapacity ||
+      (ring_capacity & (ring_capacity - 1)) != 0) {
+    PyErr_Format(PyExc_ValueError, "ring_capacity must be a power of two in [%u, %u]", protocol::kMinRingCapacity,
+                 protocol::kMaxRingCapacity);
+    return nullptr;
+  }
+  if (!PyUnicode_Check(service) && !PyCallable_Check(service)) {
+    PyErr_SetString(PyExc_TypeError, "service must be a str or a callable returning one");
+    return nullptr;
+  }
+  if (!PyCallable_Check(namer)) {
+    PyErr_SetString(PyExc_TypeError, "namer must be callable");
+    return nullptr;
+  }
+  ShimConfig& config = Config();
+  config.dir = dir;
+  Py_XSETREF(config.service, Py_NewRef(service));
+  config.geometry.ring_capacity = ring_capacity;
+  Py_XSETREF(config.namer, Py_NewRef(namer));
+  Py_RETURN_NONE;
+}
+
+PyObject* Loops(PyObject* /*module*/, PyObject* /*unused*/) { return RegistryStatusList(); }
+
+PyObject* LoopStatus(PyObject* /*module*/, PyObject* loop) {
+  LoopState* state = FindStateForLoop(loop);
+  if (state == nullptr) Py_RETURN_NONE;
+  return state->StatusDict();
+}
+
+PyObject* CloseAll(PyObject* /*module*/, PyObject* /*unused*/) {
+  CloseAllRings();
+  Py_RETURN_NONE;
+}
+
+PyObject* FirstError(PyObject* /*module*/, PyObject* /*unused*/) {
+  std::string error;
+  if (!AnyRecordingFailed(&error)) Py_RETURN_NONE;
+  return PyUnicode_DecodeUTF8(error.data(), static_cast<Py_ssize_t>(error.size()), "replace");
+}
+
+#define LW_FASTCALL(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn))
+PyMethodDef g_module_methods[] = {
+    {"configure", LW_FASTCALL(Configure), METH_VARARGS | METH_KEYWORDS,
+     "configure(dir, service, namer, ring_capacity=131072): where and how new rings are created; service is a str or a callable"},
+    {"install_asyncio", LW_FASTCALL(InstallAsyncioHook), METH_FASTCALL,
+     "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source) -> bool (False: already)"},
+    {"uninstall_asyncio", UninstallAsyncioHook, METH_NOARGS, "put asyncio's stock methods back"},
+    {"install_uvloop", InstallUvloopHook, METH_O, "install_uvloop(uvloop.Loop) -> bool (False: already)"},
+    {"uninstall_uvloop", UninstallUvloopHook, METH_NOARGS, "put uvloop's own methods back"},
+    {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
+    {"loop_status", LoopStatus, METH_O, "loop_status(loop) -> the dict loops() has for it, or None"},
+    {"close_all", CloseAll, METH_NOARGS, "close every ring (at exit); loops keep running unrecorded"},
+    {"first_error", FirstError, METH_NOARGS, "why recording was disabled, or None"},
+    {"read_ring", ReadRingFile, METH_O, "read_ring(path) -> {header, names, samples}; does not consume"},
+    {nullptr, nullptr, 0, nullptr},
+};
+#undef LW_FASTCALL
+
+PyModuleDef g_module = {
+    PyModuleDef_HEAD_INIT, "loopwatch._shim", "loopwatch's in-process hooks (C++)", -1, g_module_methods,
+};
+
+}  // namespace
+}  // namespace loopwatch::shim
+
+PyMODINIT_FUNC PyInit__shim() {
+  using namespace loopwatch::shim;
+  if (!InitUvloopHook()) return nullptr;
+  PyObject* module = PyModule_Create(&g_module);
+  if (module == nullptr) return nullptr;
+  if (PyModule_AddIntConstant(module, "LAYOUT_VERSION_MAJOR", loopwatch::protocol::kVersionMajor) != 0 ||
+      PyModule_AddIntConstant(module, "LAYOUT_VERSION_MINOR", loopwatch::protocol::kVersionMinor) != 0 ||
+      PyModule_AddIntConstant(module, "DEFAULT_RING_CAPACITY", loopwatch::protocol::kDefaultGeometry.ring_capacity) != 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  InstallForkHandler();
+  return module;
+}

@@ -1,0 +1,255 @@
+// The uvloop hook. uvloop's handles are Cython and cannot be patched, but uvloop.Loop is a Python
+// subclass of the Cython loop, so C methods installed on it shadow call_soon, call_soon_threadsafe,
+// call_later and call_at. Each wraps the callback in a Trampoline: a small GC-tracked C object that
+// remembers the enqueue (or due) time, and when uvloop calls it — inside the handle's context, on
+// the loop thread — times the real callback and records the sample. Task steps and future callbacks
+// reach the loop through call_soon (the C Task calls loop.call_soon), so they are covered too.
+// Handle count on uvloop = trampolines created for the loop and not yet run or discarded.
+#include "uvloop_hook.h"
+
+#include <cmath>
+
+#include "callback_key.h"
+#include "clock.h"
+#include "loop_state.h"
+
+namespace loopwatch::shim {
+namespace {
+
+using protocol::LoopKind;
+using protocol::Sample;
+using protocol::SampleKind;
+
+struct Trampoline {
+  PyObject_HEAD
+  vectorcallfunc vectorcall;
+  PyObject* callback;
+  LoopState* state;     // retained; nullptr when the loop cannot be tracked
+  uint64_t due_ticks;   // enqueue time (ready) or due time (timer)
+  SampleKind kind;
+  bool counted;         // still included in state->pending
+};
+
+struct UvloopHook {
+  PyObject* loop_type = nullptr;  // uvloop.Loop (the Python subclass)
+  PyObject* base_call_soon = nullptr;
+  PyObject* base_call_soon_threadsafe = nullptr;
+  PyObject* base_call_later = nullptr;
+  PyObject* base_call_at = nullptr;
+  bool installed = false;
+};
+UvloopHook g_uv;
+
+void Uncount(Trampoline* t) {
+  if (t->counted && t->state != nullptr) --t->state->pending;
+  t->counted = false;
+}
+
+PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  auto* t = reinterpret_cast<Trampoline*>(self);
+  Uncount(t);
+  LoopState* state = t->state;
+  RingFile* ring = state != nullptr ? state->Ring() : nullptr;
+  if (ring == nullptr) return PyObject_Vectorcall(t->callback, args, nargsf, kwnames);
+  Sample sample{};
+  sample.name_id = state->NameId(t->callback);
+  sample.handles_kind = Sample::PackHandlesKind(static_cast<uint32_t>(state->pending < 0 ? 0 : state->pending), t->kind);
+  // The callback may drop the last reference to this trampoline's handle: keep what we use.
+  PyObject* callback = t->callback;
+  Py_INCREF(callback);
+  const uint64_t due = t->due_ticks;
+  sample.start_ticks = NowTicks();
+  PyObject* result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
+  sample.duration_ticks = NowTicks() - sample.start_ticks;
+  Py_DECREF(callback);
+  sample.lag_ticks = due == 0 ? protocol::kLagUnknown : sample.start_ticks > due ? sample.start_ticks - due : 0;
+  if (state->Ring() != nullptr) state->Push(sample);
+  return result;
+}
+
+int TrampolineTraverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(reinterpret_cast<Trampoline*>(self)->callback);
+  return 0;
+}
+
+int TrampolineClear(PyObject* self) {
+  Py_CLEAR(reinterpret_cast<Trampoline*>(self)->callback);
+  return 0;
+}
+
+void TrampolineDealloc(PyObject* self) {
+  auto* t = reinterpret_cast<Trampoline*>(self);
+  PyObject_GC_UnTrack(self);
+  Uncount(t);
+  if (t->state != nullptr) t->state->Release();
+  Py_CLEAR(t->callback);
+  PyObject_GC_Del(self);
+}
+
+// Formatting code (asyncio's _format_callback_source, reprs in exception reports, inspect.unwrap)
+// sees the real callback: attributes the trampoline lacks are read from it, and __wrapped__ is it.
+PyObject* TrampolineGetAttr(PyObject* self, PyObject* name) {
+  PyObject* attr = PyObject_GenericGetAttr(self, name);
+  if (attr != nullptr || !PyErr_ExceptionMatches(PyExc_AttributeError)) return attr;
+  PyErr_Clear();
+  return PyObject_GetAttr(reinterpret_cast<Trampoline*>(self)->callback, name);
+}
+
+PyObject* TrampolineRepr(PyObject* self) { return PyObject_Repr(reinterpret_cast<Trampoline*>(self)->callback); }
+
+PyObject* TrampolineWrapped(PyObject* self, void*) { return Py_NewRef(reinterpret_cast<Trampoline*>(self)->callback); }
+
+PyGetSetDef g_trampoline_getset[] = {{"__wrapped__", TrampolineWrapped, nullptr, nullptr, nullptr}, {}};
+
+PyTypeObject g_trampoline_type = [] {
+  PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "loopwatch._shim.Trampoline";
+  t.tp_basicsize = sizeof(Trampoline);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+  t.tp_vectorcall_offset = offsetof(Trampoline, vectorcall);
+  t.tp_call = PyVectorcall_Call;
+  t.tp_dealloc = TrampolineDealloc;
+  t.tp_traverse = TrampolineTraverse;
+  t.tp_clear = TrampolineClear;
+  t.tp_getattro = TrampolineGetAttr;
+  t.tp_repr = TrampolineRepr;
+  t.tp_getset = g_trampoline_getset;
+  t.tp_doc = "loopwatch: times one uvloop callback";
+  return t;
+}();
+
+PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due_ticks, SampleKind kind) {
+  auto* t = PyObject_GC_New(Trampoline, &g_trampoline_type);
+  if (t == nullptr) return nullptr;
+  t->vectorcall = TrampolineCall;
+  t->callback = Py_NewRef(callback);
+  t->state = CachedStateForLoop(loop, LoopKind::kUvloop);
+  if (t->state != nullptr) {
+    t->state->Retain();
+    ++t->state->pending;
+  }
+  t->counted = t->state != nullptr;
+  t->due_ticks = due_ticks;
+  t->kind = kind;
+  PyObject_GC_Track(reinterpret_cast<PyObject*>(t));
+  return reinterpret_cast<PyObject*>(t);
+}
+
+// Calls `base(self, <args with args[callback_index] replaced by a trampoline>, **kw)`.
+// Anything unusual (too few args, a non-callable) goes to uvloop untouched so it raises as usual.
+PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
+                      Py_ssize_t callback_index, uint64_t due_ticks, SampleKind kind) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  const Py_ssize_t total = 1 + nargs + nkw;
+  PyObject* small[16];
+  PyObject** stack = total <= 16 ? small : static_cast<PyObject**>(PyMem_Malloc(sizeof(PyObject*) * total));
+  if (stack == nullptr) return PyErr_NoMemory();
+  stack[0] = self;
+  for (Py_ssize_t i = 0; i < nargs + nkw; ++i) stack[1 + i] = args[i];
+  PyObject* trampoline = nullptr;
+  if (nargs > callback_index && PyCallable_Check(args[callback_index]) && !PyCoro_CheckExact(args[callback_index])) {
+    trampoline = NewTrampoline(self, args[callback_index], due_ticks, kind);
+    if (trampoline == nullptr) {
+      if (stack != small) PyMem_Free(stack);
+      return nullptr;
+    }
+    stack[1 + callback_index] = trampoline;
+  }
+  PyObject* result = PyObject_Vectorcall(base, stack, static_cast<size_t>(1 + nargs), kwnames);
+  Py_XDECREF(trampoline);
+  if (stack != small) PyMem_Free(stack);
+  return result;
+}
+
+PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  return CallThrough(g_uv.base_call_soon, self, args, nargsf, kwnames, 0, NowTicks(), SampleKind::kReady);
+}
+
+PyObject* LoopCallSoonThreadsafe(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  return CallThrough(g_uv.base_call_soon_threadsafe, self, args, nargsf, kwnames, 0, NowTicks(), SampleKind::kReady);
+}
+
+PyObject* LoopCallLater(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  uint64_t due = 0;
+  if (PyVectorcall_NARGS(nargsf) > 0) {
+    const double delay = PyFloat_AsDouble(args[0]);
+    if (PyErr_Occurred()) PyErr_Clear();  // uvloop reports a bad delay itself
+    else if (std::isfinite(delay)) due = NowTicks() + (delay > 0 ? static_cast<uint64_t>(delay * 1e9) : 0);
+  }
+  return CallThrough(g_uv.base_call_later, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
+}
+
+PyObject* LoopCallAt(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  uint64_t due = 0;
+  if (PyVectorcall_NARGS(nargsf) > 0) {
+    const double when = PyFloat_AsDouble(args[0]);
+    if (PyErr_Occurred()) PyErr_Clear();
+    else if (std::isfinite(when)) due = LoopSecondsToTicks(when);
+  }
+  return CallThrough(g_uv.base_call_at, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
+}
+
+#define LW_FASTCALL_KW(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn))
+PyMethodDef g_methods[] = {
+    {"call_soon", LW_FASTCALL_KW(LoopCallSoon), METH_FASTCALL | METH_KEYWORDS, "loopwatch: timed call_soon"},
+    {"call_soon_threadsafe", LW_FASTCALL_KW(LoopCallSoonThreadsafe), METH_FASTCALL | METH_KEYWORDS,
+     "loopwatch: timed call_soon_threadsafe"},
+    {"call_later", LW_FASTCALL_KW(LoopCallLater), METH_FASTCALL | METH_KEYWORDS, "loopwatch: timed call_later"},
+    {"call_at", LW_FASTCALL_KW(LoopCallAt), METH_FASTCALL | METH_KEYWORDS, "loopwatch: timed call_at"},
+};
+#undef LW_FASTCALL_KW
+
+}  // namespace
+
+bool InitUvloopHook() { return PyType_Ready(&g_trampoline_type) == 0; }
+
+PyObject* InstallUvloopHook(PyObject* /*module*/, PyObject* loop_type) {
+  if (!PyType_Check(loop_type)) {
+    PyErr_SetString(PyExc_TypeError, "install_uvloop(uvloop.Loop)");
+    return nullptr;
+  }
+  if (g_uv.installed) Py_RETURN_FALSE;
+  if (!InitCallbackKeys()) return nullptr;
+  auto* type = reinterpret_cast<PyTypeObject*>(loop_type);
+  if (type->tp_base == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "uvloop.Loop has no base loop class");
+    return nullptr;
+  }
+  // The Cython loop's own methods, called after the callback is wrapped.
+  auto* base = reinterpret_cast<PyObject*>(type->tp_base);
+  UvloopHook h;
+  h.base_call_soon = PyObject_GetAttrString(base, "call_soon");
+  h.base_call_soon_threadsafe = PyObject_GetAttrString(base, "call_soon_threadsafe");
+  h.base_call_later = PyObject_GetAttrString(base, "call_later");
+  h.base_call_at = PyObject_GetAttrString(base, "call_at");
+  if (h.base_call_soon == nullptr || h.base_call_soon_threadsafe == nullptr || h.base_call_later == nullptr ||
+      h.base_call_at == nullptr) {
+    return nullptr;
+  }
+  h.loop_type = Py_NewRef(loop_type);
+  h.installed = true;
+  g_uv = h;
+  for (PyMethodDef& def : g_methods) {
+    PyObject* descr = PyDescr_NewMethod(type, &def);
+    if (descr == nullptr || PyObject_SetAttrString(loop_type, def.ml_name, descr) != 0) {
+      Py_XDECREF(descr);
+      UninstallUvloopHook(nullptr, nullptr);
+      return nullptr;
+    }
+    Py_DECREF(descr);
+  }
+  Py_RETURN_TRUE;
+}
+
+PyObject* UninstallUvloopHook(PyObject* /*module*/, PyObject* /*unused*/) {
+  if (!g_uv.installed) Py_RETURN_FALSE;
+  // Deleting our attributes uncovers the Cython base class's methods again.
+  for (PyMethodDef& def : g_methods) {
+    if (PyObject_DelAttrString(g_uv.loop_type, def.ml_name) != 0) PyErr_Clear();
+  }
+  g_uv.installed = false;
+  Py_RETURN_TRUE;
+}
+
+}  // namespace loopwatch::shim

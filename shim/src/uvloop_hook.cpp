@@ -148,7 +148,9 @@ PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, siz
   stack[0] = self;
   for (Py_ssize_t i = 0; i < nargs + nkw; ++i) stack[1 + i] = args[i];
   PyObject* trampoline = nullptr;
-  if (nargs > callback_index && PyCallable_Check(args[callback_index]) && !PyCoro_CheckExact(args[callback_index])) {
+  // Already wrapped: uvloop's own call_at calls self.call_later, which lands here again.
+  if (nargs > callback_index && Py_TYPE(args[callback_index]) != &g_trampoline_type &&
+      PyCallable_Check(args[callback_index]) && !PyCoro_CheckExact(args[callback_index])) {
     trampoline = NewTrampoline(self, args[callback_index], due_ticks, kind);
     if (trampoline == nullptr) {
       if (stack != small) PyMem_Free(stack);

@@ -1,0 +1,81 @@
+"""Fixtures for the shim's Python tests. Every loop test runs on asyncio and on uvloop (STYLE.md
+rule 10). The shim is installed once per session into a private ring directory; each test gets a
+fresh loop, hence a fresh ring, and reads it back with the same decoder the agent uses."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+import loopwatch
+from loopwatch import _shim
+
+LOOP_KINDS = ["asyncio", "uvloop"]
+
+
+@dataclass
+class Recorded:
+    """One sample, decoded: name resolved, seconds as floats."""
+
+    name: str
+    kind: str
+    duration: float
+    lag: float | None
+    handles: int
+
+
+@pytest.fixture(scope="session")
+def ring_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rings")
+    loopwatch.install(dir=str(path), service="pytest")
+    import uvloop  # noqa: F401  (imported after install: the post-import hook instruments it)
+
+    assert loopwatch.status()["uvloop"] == "instrumented"
+    return path
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def loop_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def loop(ring_dir, loop_kind):
+    if loop_kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.SelectorEventLoop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield loop
+    loop.close()
+    # Teardown fails a test on an unhandled loop exception (the uvloop test base does the same).
+    assert not errors, f"unhandled loop exceptions: {errors}"
+
+
+def recorded(loop) -> list[Recorded]:
+    """Every sample the loop's ring holds, in order."""
+    status = _shim.loop_status(loop)
+    assert status is not None, "this loop never ran an instrumented callback"
+    assert status["state"] == "recording", status
+    ring = _shim.read_ring(status["file"])
+    assert ring["names_ok"]
+    names = ring["names"]
+    return [
+        Recorded(names.get(s["name_id"], "other"), s["kind"], s["duration"], s["lag"], s["handles"]) for s in ring["samples"]
+    ]
+
+
+def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Runs code in a fresh interpreter of this venv (so loopwatch.pth applies), LOOPWATCH unset
+    unless env_extra sets it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWATCH")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout)

@@ -8,7 +8,7 @@
 //   BaseEventLoop._call_soon   same as stock, plus an enqueue stamp (ready lag = run - enqueue).
 //   BaseEventLoop._add_callback  same as stock, plus an enqueue stamp for I/O handles.
 //
-// Timer lag is start - TimerHandle._when (loop.time() is CLOCK_MONOTONIC, our tick clock).
+// Timer lag is start - TimerHandle._when (loop.time() is CLOCK_MONOTONIC seconds, converted to ticks).
 // The stock methods stay reachable: uninstall() puts them back. The Python side refuses to install
 // on a CPython minor version whose asyncio these were not checked against.
 #include "asyncio_hook.h"  // Python.h first
@@ -40,6 +40,8 @@ struct AsyncioHook {
   Py_ssize_t off_callback = -1, off_args = -1, off_context = -1, off_loop = -1, off_cancelled = -1,
              off_source_traceback = -1, off_when = -1;
   PyObject *s_ready = nullptr, *s_scheduled = nullptr, *s_append = nullptr;
+  PyTypeObject* deque_type = nullptr;  // collections.deque
+  PyObject* deque_append = nullptr;    // collections.deque.append (a method descriptor)
   bool installed = false;
 };
 AsyncioHook g_hook;
@@ -56,23 +58,25 @@ inline PyObject* Slot(PyObject* self, Py_ssize_t offset) {  // borrowed; nullptr
   return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + offset);
 }
 
+// The loop attribute `name`, cached in `*slot`; borrowed, nullptr (no error set) if unavailable.
+PyObject* CachedLoopAttr(PyObject** slot, PyObject* loop, PyObject* name) {
+  if (*slot == nullptr || Py_REFCNT(*slot) == 1) {
+    Py_XSETREF(*slot, PyObject_GetAttr(loop, name));
+    if (*slot == nullptr) PyErr_Clear();
+  }
+  return *slot;
+}
+
 uint32_t CountHandles(LoopState* state, PyObject* loop) {
-  if (state->loop_dict == nullptr) {
-    state->loop_dict = PyObject_GenericGetDict(loop, nullptr);
-    if (state->loop_dict == nullptr) {
-      PyErr_Clear();
-      return 0;
-    }
-  }
   Py_ssize_t count = 0;
-  PyObject* ready = PyDict_GetItemWithError(state->loop_dict, g_hook.s_ready);
+  PyObject* ready = CachedLoopAttr(&state->ready_queue, loop, g_hook.s_ready);
   if (ready != nullptr) {
-    const Py_ssize_t n = PyObject_Size(ready);
-    count += n > 0 ? n : 0;
+    const Py_ssize_t n = PyObject_Size(ready);  // deque: its sq_length, no lookup
+    if (n > 0) count += n;
+    else if (n < 0) PyErr_Clear();
   }
-  PyObject* scheduled = PyDict_GetItemWithError(state->loop_dict, g_hook.s_scheduled);
+  PyObject* scheduled = CachedLoopAttr(&state->scheduled_heap, loop, g_hook.s_scheduled);
   if (scheduled != nullptr && PyList_Check(scheduled)) count += PyList_GET_SIZE(scheduled);
-  if (PyErr_Occurred()) PyErr_Clear();
   return static_cast<uint32_t>(count);
 }
 
@@ -130,7 +134,7 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
     if (Py_TYPE(self) == g_hook.timer_type) {
       kind = SampleKind::kTimer;
       PyObject* when = Slot(self, g_hook.off_when);
-      due_ticks = when != nullptr && PyFloat_CheckExact(when) ? LoopSecondsToTicks(PyFloat_AS_DOUBLE(when)) : 0;
+      due_ticks = when != nullptr && PyFloat_CheckExact(when) ? MonoNsToTicks(SecondsToNs(PyFloat_AS_DOUBLE(when))) : 0;
     } else {
       EnqueueStamp stamp = TakeEnqueueStamp(self);
       due_ticks = stamp.ticks;
@@ -189,11 +193,18 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   Py_RETURN_NONE;
 }
 
+// self._ready.append(handle): the deque cached per loop, append called through its descriptor.
 PyObject* AppendToReady(PyObject* loop, PyObject* handle) {
-  PyObject* ready = PyObject_GetAttr(loop, g_hook.s_ready);
-  if (ready == nullptr) return nullptr;
-  PyObject* r = PyObject_CallMethodOneArg(ready, g_hook.s_append, handle);
-  Py_DECREF(ready);
+  LoopState* state = CachedStateForLoop(loop, LoopKind::kAsyncio);
+  PyObject* ready = state != nullptr ? CachedLoopAttr(&state->ready_queue, loop, g_hook.s_ready) : nullptr;
+  if (ready != nullptr && Py_IS_TYPE(ready, g_hook.deque_type)) {
+    PyObject* args[2] = {ready, handle};
+    return PyObject_Vectorcall(g_hook.deque_append, args, 2, nullptr);
+  }
+  PyObject* fallback = PyObject_GetAttr(loop, g_hook.s_ready);  // not a plain deque: as Python would
+  if (fallback == nullptr) return nullptr;
+  PyObject* r = PyObject_CallMethodOneArg(fallback, g_hook.s_append, handle);
+  Py_DECREF(fallback);
   return r;
 }
 
@@ -284,6 +295,17 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   h.s_ready = PyUnicode_InternFromString("_ready");
   h.s_scheduled = PyUnicode_InternFromString("_scheduled");
   h.s_append = PyUnicode_InternFromString("append");
+  if (PyObject* collections = PyImport_ImportModule("collections")) {
+    PyObject* deque = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (deque != nullptr && PyType_Check(deque)) {
+      h.deque_type = reinterpret_cast<PyTypeObject*>(deque);  // kept for the process's life
+      h.deque_append = PyObject_GetAttrString(deque, "append");
+    } else {
+      Py_XDECREF(deque);
+    }
+  }
+  if (h.deque_append == nullptr) return nullptr;
   if (h.stock_run == nullptr || h.stock_call_soon == nullptr || h.stock_add_callback == nullptr || h.s_ready == nullptr ||
       h.s_scheduled == nullptr || h.s_append == nullptr) {
     return nullptr;

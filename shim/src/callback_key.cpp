@@ -40,30 +40,24 @@ PyObject* MemberAt(PyObject* object, Py_ssize_t offset) {  // borrowed, may be n
   return offset < 0 ? nullptr : *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(object) + offset);
 }
 
-CallbackKey Owned(uintptr_t key, PyObject* owner_new_ref) { return {key, owner_new_ref}; }
-CallbackKey Borrowed(uintptr_t key, PyObject* owner) {
-  Py_INCREF(owner);
-  return {key, owner};
-}
+CallbackKey Borrowed(uintptr_t key, PyObject* owner) { return {key, owner}; }
 
-// `task` is borrowed; `fallback` names the step when the task's coroutine cannot be read.
+// `task` is borrowed; `fallback` names the step when the task's coroutine cannot be read. The
+// coroutine's code object stays alive after we drop our reference to the coroutine: the task holds it.
 CallbackKey TaskStepKey(PyObject* task, PyObject* fallback) {
   PyObject* coro = task != nullptr && g_task_coro != nullptr ? g_task_coro(task, nullptr) : nullptr;
-  PyObject* code = nullptr;
-  if (coro != nullptr) {
-    if (PyCoro_CheckExact(coro)) code = Py_XNewRef(MemberAt(coro, g_coro_code_offset));
-    else if (PyGen_CheckExact(coro)) code = Py_XNewRef(MemberAt(coro, g_gen_code_offset));
-  }
-  if (code == nullptr) {
+  if (coro == nullptr) {
     PyErr_Clear();
-    // A foreign awaitable (e.g. a Cython coroutine): name the step after the awaitable's type.
-    PyObject* type = coro != nullptr ? reinterpret_cast<PyObject*>(Py_TYPE(coro)) : reinterpret_cast<PyObject*>(Py_TYPE(fallback));
-    CallbackKey k = Borrowed(reinterpret_cast<uintptr_t>(type) | kTaskStepTag, type);
-    Py_XDECREF(coro);
-    return k;
+    PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(fallback));
+    return Borrowed(reinterpret_cast<uintptr_t>(type) | kTaskStepTag, type);
   }
+  PyObject* code = PyCoro_CheckExact(coro) ? MemberAt(coro, g_coro_code_offset)
+                   : PyGen_CheckExact(coro) ? MemberAt(coro, g_gen_code_offset)
+                                            : nullptr;
+  // A foreign awaitable (e.g. a Cython coroutine): name the step after the awaitable's type.
+  PyObject* owner = code != nullptr ? code : reinterpret_cast<PyObject*>(Py_TYPE(coro));
   Py_DECREF(coro);
-  return Owned(reinterpret_cast<uintptr_t>(code) | kTaskStepTag, code);
+  return Borrowed(reinterpret_cast<uintptr_t>(owner) | kTaskStepTag, owner);
 }
 
 CallbackKey StepWrapperKey(PyObject* wrapper) {
@@ -126,7 +120,7 @@ CallbackKey KeyOf(PyObject* callback) {
   if (type == g_partial_type) {
     PyObject* func = PyObject_GetAttrString(callback, "func");
     if (func != nullptr) {
-      CallbackKey k = KeyOf(func);
+      CallbackKey k = KeyOf(func);  // the partial keeps func (and so the key's owner) alive
       Py_DECREF(func);
       return k;
     }

@@ -12,7 +12,7 @@ namespace loopwatch::shim {
 
 struct CallbackKey {
   uintptr_t key = 0;
-  PyObject* owner = nullptr;  // new reference to the object whose lifetime pins `key`, or nullptr
+  PyObject* owner = nullptr;  // borrowed, alive while the callback is: the object pinning `key`
 };
 
 // Resolves what it reads (Task._coro, coroutine cr_code, ...) from the running interpreter. Imports
@@ -20,7 +20,7 @@ struct CallbackKey {
 // Returns false, with a Python error set, if that fails.
 bool InitCallbackKeys();
 
-// `callback` is borrowed. The result's owner must be released by the caller (Py_XDECREF).
+// `callback` is borrowed. To cache the key beyond the callback, take a reference to the owner.
 CallbackKey KeyOf(PyObject* callback);
 
 }  // namespace loopwatch::shim

@@ -13,7 +13,7 @@ ShimConfig& Config() {
 }
 
 uint64_t g_registry_generation = 1;
-thread_local ThreadLoopCache t_loop_cache;
+thread_local ThreadLoopCache t_loop_cache __attribute__((tls_model("initial-exec")));
 
 namespace {
 
@@ -55,7 +55,8 @@ void AfterForkInChild() {
 LoopState::~LoopState() {
   Close();
   for (PyObject* owner : key_owners_) Py_DECREF(owner);
-  Py_XDECREF(loop_dict);
+  Py_XDECREF(ready_queue);
+  Py_XDECREF(scheduled_heap);
 }
 
 static std::string ServiceName() {
@@ -87,16 +88,9 @@ RingFile* LoopState::OpenRing() {
   return ring_;
 }
 
-uint32_t LoopState::NameId(PyObject* callback) {
-  CallbackKey key = KeyOf(callback);
-  if (auto it = name_ids_.find(key.key); it != name_ids_.end()) {
-    Py_XDECREF(key.owner);
-    return it->second;
-  }
-  if (name_ids_.size() >= kMaxCachedKeys) {
-    Py_XDECREF(key.owner);
-    return protocol::kNameIdOther;
-  }
+uint32_t LoopState::NameIdSlow(PyObject* callback, const CallbackKey& key) {
+  if (auto it = name_ids_.find(key.key); it != name_ids_.end()) return it->second;
+  if (name_ids_.size() >= kMaxCachedKeys) return protocol::kNameIdOther;
   uint32_t id = protocol::kNameIdOther;
   PyObject* name = Config().namer != nullptr ? PyObject_CallOneArg(Config().namer, callback) : nullptr;
   Py_ssize_t length = 0;
@@ -108,7 +102,7 @@ uint32_t LoopState::NameId(PyObject* callback) {
   if (PyErr_Occurred()) PyErr_Clear();
   Py_XDECREF(name);
   name_ids_.emplace(key.key, id);
-  if (key.owner != nullptr) key_owners_.push_back(key.owner);
+  if (key.owner != nullptr) key_owners_.push_back(Py_NewRef(key.owner));  // pins the key's address
   return id;
 }
 
@@ -134,6 +128,7 @@ void LoopState::AbandonAfterFork() {
   path_.clear();
   samples_written_ = 0;
   name_ids_.clear();
+  for (RecentName& slot : recent_names_) slot = {};
   // key_owners_ keep their references: dropping them here would run Python code inside fork.
 }
 

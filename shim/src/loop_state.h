@@ -48,8 +48,16 @@ class LoopState {
     return OpenRing();
   }
 
-  // Loop thread. Name id of a callback: a hash lookup of its key, the namer on the first sight only.
-  uint32_t NameId(PyObject* callback);
+  // Loop thread. Name id of a callback: a direct-mapped cache probe, then a hash lookup of its key,
+  // and the namer on the first sight only.
+  uint32_t NameId(PyObject* callback) {
+    const CallbackKey key = KeyOf(callback);
+    RecentName& slot = recent_names_[(key.key * 0x9E3779B97F4A7C15ULL) >> (64 - kRecentNameBits)];
+    if (slot.key == key.key && key.key != 0) return slot.id;
+    const uint32_t id = NameIdSlow(callback, key);
+    slot = {key.key, id};
+    return id;
+  }
 
   // Loop thread, after Ring() returned non-null.
   void Push(const protocol::Sample& sample) {
@@ -67,11 +75,22 @@ class LoopState {
 
   // uvloop: callbacks handed to the loop and not yet run or discarded (the handle count).
   int64_t pending = 0;
-  // asyncio: the loop's __dict__ (strong), for len(_ready) + len(_scheduled).
-  PyObject* loop_dict = nullptr;
+  // asyncio: the loop's _ready deque and _scheduled list (strong refs), read without attribute
+  // lookups. A cached object whose only reference is ours was replaced by the loop: refetch it.
+  // (Never the loop's __dict__: materializing it would slow every attribute access asyncio makes.)
+  PyObject* ready_queue = nullptr;
+  PyObject* scheduled_heap = nullptr;
 
  private:
   RingFile* OpenRing();
+  uint32_t NameIdSlow(PyObject* callback, const CallbackKey& key);
+
+  static constexpr unsigned kRecentNameBits = 6;
+  struct RecentName {
+    uintptr_t key;
+    uint32_t id;
+  };
+  RecentName recent_names_[1u << kRecentNameBits] = {};  // keys here are also in name_ids_ (pinned)
 
   uint32_t loop_id_;
   protocol::LoopKind kind_;
@@ -99,7 +118,9 @@ struct ThreadLoopCache {
   LoopState* state = nullptr;
   uint64_t generation = 0;
 };
-extern thread_local ThreadLoopCache t_loop_cache;
+// initial-exec: a plain %fs-relative load instead of a __tls_get_addr call per callback (the
+// extension is dlopen'ed; 24 bytes fit glibc's static TLS surplus).
+extern thread_local ThreadLoopCache t_loop_cache __attribute__((tls_model("initial-exec")));
 
 inline LoopState* CachedStateForLoop(PyObject* loop, protocol::LoopKind kind) {
   ThreadLoopCache& c = t_loop_cache;

@@ -100,7 +100,8 @@ PyObject* ReadRingFile(PyObject* /*module*/, PyObject* path_obj) {
     std::memcpy(&s, &records[pos & (h.ring_capacity - 1)], sizeof(s));
     const double ns = h.clock_ns_per_tick;
     PyObject* item = Py_BuildValue(
-        "{s:d,s:d,s:N,s:I,s:I,s:s}", "start", s.start_ticks * ns * 1e-9, "duration", s.duration_ticks * ns * 1e-9, "lag",
+        "{s:d,s:d,s:N,s:I,s:I,s:s}", "start",
+        (static_cast<double>(h.clock_mono_base_ns) + (static_cast<double>(s.start_ticks) - static_cast<double>(h.clock_tick_base)) * ns) * 1e-9, "duration", s.duration_ticks * ns * 1e-9, "lag",
         s.lag_ticks == kLagUnknown ? Py_NewRef(Py_None) : PyFloat_FromDouble(s.lag_ticks * ns * 1e-9), "name_id", s.name_id,
         "handles", s.handles(), "kind",
         s.kind() == static_cast<uint8_t>(SampleKind::kTimer) ? "timer"

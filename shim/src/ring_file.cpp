@@ -95,13 +95,14 @@ RingFile* RingFile::Create(const RingIdentity& id, std::string* error) {
   h->process_start_ticks = start_ticks;
   h->loop_thread_id = static_cast<int32_t>(syscall(SYS_gettid));
   h->loop_kind = static_cast<uint32_t>(id.loop_kind);
-  h->clock_kind = static_cast<uint32_t>(ClockKind::kMonotonicNs);
+  const TickCalibration& clock = TickClock::Calibration();  // the first ring finishes the calibration
+  h->clock_kind = static_cast<uint32_t>(clock.kind);
   h->created_unix_ns = UnixNowNs();
-  h->clock_tick_base = 0;
-  h->clock_mono_base_ns = 0;
-  h->clock_ns_per_tick = 1.0;
+  h->clock_tick_base = clock.tick_base;
+  h->clock_mono_base_ns = clock.mono_base_ns;
+  h->clock_ns_per_tick = clock.ns_per_tick;
   std::strncpy(h->service, id.service.c_str(), kServiceNameSize - 1);
-  h->heartbeat_ns.store(NowTicks(), std::memory_order_relaxed);
+  h->heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
   // Pairs with the reader's acquire load of magic in CheckHeader: all fields above are visible first.
   h->magic.store(kMagic, std::memory_order_release);
 

@@ -1,12 +1,14 @@
 // The loopwatch._shim extension module: configuration, the install/uninstall entry points of the
 // asyncio and uvloop hooks, status, and the debug ring reader. All per-callback work lives in the
 // hook files; this file only wires them to Python. The pure-Python package decides when to call what.
+#include <cstdlib>
 #include <string>
 
 #include "asyncio_hook.h"
 #include "callback_key.h"
 #include "loop_state.h"
 #include "ring_dump.h"
+#include "tick_clock.h"
 #include "uvloop_hook.h"
 
 namespace loopwatch::shim {
@@ -44,6 +46,12 @@ PyObject* Configure(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
   Py_RETURN_NONE;
 }
 
+PyObject* ClockInfo(PyObject* /*module*/, PyObject* /*unused*/) {
+  const TickCalibration& c = TickClock::Calibration();
+  return Py_BuildValue("{s:s,s:d}", "kind", c.kind == protocol::ClockKind::kTsc ? "tsc" : "monotonic_ns", "ns_per_tick",
+                       c.ns_per_tick);
+}
+
 PyObject* Loops(PyObject* /*module*/, PyObject* /*unused*/) { return RegistryStatusList(); }
 
 PyObject* LoopStatus(PyObject* /*module*/, PyObject* loop) {
@@ -72,6 +80,7 @@ PyMethodDef g_module_methods[] = {
     {"uninstall_asyncio", UninstallAsyncioHook, METH_NOARGS, "put asyncio's stock methods back"},
     {"install_uvloop", InstallUvloopHook, METH_O, "install_uvloop(uvloop.Loop) -> bool (False: already)"},
     {"uninstall_uvloop", UninstallUvloopHook, METH_NOARGS, "put uvloop's own methods back"},
+    {"clock", ClockInfo, METH_NOARGS, "the per-callback clock: {kind, ns_per_tick}"},
     {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
     {"loop_status", LoopStatus, METH_O, "loop_status(loop) -> the dict loops() has for it, or None"},
     {"close_all", CloseAll, METH_NOARGS, "close every ring (at exit); loops keep running unrecorded"},
@@ -91,6 +100,8 @@ PyModuleDef g_module = {
 PyMODINIT_FUNC PyInit__shim() {
   using namespace loopwatch::shim;
   if (!InitUvloopHook()) return nullptr;
+  const char* clock = std::getenv("LOOPWATCH_CLOCK");  // "monotonic" forces the fallback clock
+  TickClock::Init(clock != nullptr && std::string(clock) == "monotonic");
   PyObject* module = PyModule_Create(&g_module);
   if (module == nullptr) return nullptr;
   if (PyModule_AddIntConstant(module, "LAYOUT_VERSION_MAJOR", loopwatch::protocol::kVersionMajor) != 0 ||

@@ -5,9 +5,11 @@
 // the loop thread — times the real callback and records the sample. Task steps and future callbacks
 // reach the loop through call_soon (the C Task calls loop.call_soon), so they are covered too.
 // Handle count on uvloop = trampolines created for the loop and not yet run or discarded.
+// Trampolines are freelisted, so scheduling a callback allocates nothing in steady state.
 #include "uvloop_hook.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "callback_key.h"
 #include "clock.h"
@@ -25,7 +27,7 @@ struct Trampoline {
   vectorcallfunc vectorcall;
   PyObject* callback;
   LoopState* state;     // retained; nullptr when the loop cannot be tracked
-  uint64_t due_ticks;   // enqueue time (ready) or due time (timer)
+  uint64_t due;         // ready: enqueue time in ticks; timer: due time in CLOCK_MONOTONIC ns
   SampleKind kind;
   bool counted;         // still included in state->pending
 };
@@ -39,6 +41,8 @@ struct UvloopHook {
   bool installed = false;
 };
 UvloopHook g_uv;
+
+extern PyTypeObject g_trampoline_type;
 
 void Uncount(Trampoline* t) {
   if (t->counted && t->state != nullptr) --t->state->pending;
@@ -57,7 +61,9 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   // The callback may drop the last reference to this trampoline's handle: keep what we use.
   PyObject* callback = t->callback;
   Py_INCREF(callback);
-  const uint64_t due = t->due_ticks;
+  // A timer's due time stays in monotonic ns until now: converting needs the calibration, which is
+  // final only once a ring exists (as it does here), never at scheduling time.
+  const uint64_t due = t->due == 0 ? 0 : t->kind == SampleKind::kTimer ? MonoNsToTicks(t->due) : t->due;
   sample.start_ticks = NowTicks();
   PyObject* result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
   sample.duration_ticks = NowTicks() - sample.start_ticks;
@@ -77,12 +83,23 @@ int TrampolineClear(PyObject* self) {
   return 0;
 }
 
+// Freed trampolines are kept for reuse (GIL-protected): a loop running at full speed allocates
+// none. Bounded so a burst of pending callbacks does not pin memory afterwards.
+constexpr int kFreeListMax = 256;
+Trampoline* g_free_list[kFreeListMax];
+int g_free_count = 0;
+
 void TrampolineDealloc(PyObject* self) {
   auto* t = reinterpret_cast<Trampoline*>(self);
   PyObject_GC_UnTrack(self);
   Uncount(t);
   if (t->state != nullptr) t->state->Release();
+  t->state = nullptr;
   Py_CLEAR(t->callback);
+  if (g_free_count < kFreeListMax && Py_IS_TYPE(self, &g_trampoline_type)) {
+    g_free_list[g_free_count++] = t;
+    return;
+  }
   PyObject_GC_Del(self);
 }
 
@@ -118,9 +135,15 @@ PyTypeObject g_trampoline_type = [] {
   return t;
 }();
 
-PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due_ticks, SampleKind kind) {
-  auto* t = PyObject_GC_New(Trampoline, &g_trampoline_type);
-  if (t == nullptr) return nullptr;
+PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due, SampleKind kind) {
+  Trampoline* t;
+  if (g_free_count > 0) {
+    t = g_free_list[--g_free_count];
+    _Py_NewReference(reinterpret_cast<PyObject*>(t));  // type and GC header are still in place
+  } else {
+    t = PyObject_GC_New(Trampoline, &g_trampoline_type);
+    if (t == nullptr) return nullptr;
+  }
   t->vectorcall = TrampolineCall;
   t->callback = Py_NewRef(callback);
   t->state = CachedStateForLoop(loop, LoopKind::kUvloop);
@@ -129,7 +152,7 @@ PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due_ticks, 
     ++t->state->pending;
   }
   t->counted = t->state != nullptr;
-  t->due_ticks = due_ticks;
+  t->due = due;
   t->kind = kind;
   PyObject_GC_Track(reinterpret_cast<PyObject*>(t));
   return reinterpret_cast<PyObject*>(t);
@@ -138,20 +161,20 @@ PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due_ticks, 
 // Calls `base(self, <args with args[callback_index] replaced by a trampoline>, **kw)`.
 // Anything unusual (too few args, a non-callable) goes to uvloop untouched so it raises as usual.
 PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
-                      Py_ssize_t callback_index, uint64_t due_ticks, SampleKind kind) {
+                      Py_ssize_t callback_index, uint64_t due, SampleKind kind) {
   const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
   const Py_ssize_t total = 1 + nargs + nkw;
-  PyObject* small[16];
-  PyObject** stack = total <= 16 ? small : static_cast<PyObject**>(PyMem_Malloc(sizeof(PyObject*) * total));
+  PyObject* small[8];
+  PyObject** stack = total <= 8 ? small : static_cast<PyObject**>(PyMem_Malloc(sizeof(PyObject*) * total));
   if (stack == nullptr) return PyErr_NoMemory();
   stack[0] = self;
-  for (Py_ssize_t i = 0; i < nargs + nkw; ++i) stack[1 + i] = args[i];
+  std::memcpy(stack + 1, args, sizeof(PyObject*) * (nargs + nkw));
   PyObject* trampoline = nullptr;
   // Already wrapped: uvloop's own call_at calls self.call_later, which lands here again.
   if (nargs > callback_index && Py_TYPE(args[callback_index]) != &g_trampoline_type &&
       PyCallable_Check(args[callback_index]) && !PyCoro_CheckExact(args[callback_index])) {
-    trampoline = NewTrampoline(self, args[callback_index], due_ticks, kind);
+    trampoline = NewTrampoline(self, args[callback_index], due, kind);
     if (trampoline == nullptr) {
       if (stack != small) PyMem_Free(stack);
       return nullptr;
@@ -177,7 +200,7 @@ PyObject* LoopCallLater(PyObject* self, PyObject* const* args, size_t nargsf, Py
   if (PyVectorcall_NARGS(nargsf) > 0) {
     const double delay = PyFloat_AsDouble(args[0]);
     if (PyErr_Occurred()) PyErr_Clear();  // uvloop reports a bad delay itself
-    else if (std::isfinite(delay)) due = NowTicks() + (delay > 0 ? static_cast<uint64_t>(delay * 1e9) : 0);
+    else if (std::isfinite(delay)) due = MonotonicNs() + SecondsToNs(delay);
   }
   return CallThrough(g_uv.base_call_later, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
 }
@@ -187,7 +210,7 @@ PyObject* LoopCallAt(PyObject* self, PyObject* const* args, size_t nargsf, PyObj
   if (PyVectorcall_NARGS(nargsf) > 0) {
     const double when = PyFloat_AsDouble(args[0]);
     if (PyErr_Occurred()) PyErr_Clear();
-    else if (std::isfinite(when)) due = LoopSecondsToTicks(when);
+    else if (std::isfinite(when)) due = SecondsToNs(when);
   }
   return CallThrough(g_uv.base_call_at, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
 }

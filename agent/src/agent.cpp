@@ -1,0 +1,48 @@
+// Wiring of the agent's parts; see agent.h.
+#include "agent.h"
+
+#include "status_json.h"
+#include "version.h"
+
+namespace loopwatch::agent {
+
+Agent::Agent(const AgentOptions& options)
+    : ring_dir_(options.ring_dir),
+      registry_(std::make_shared<prometheus::Registry>()),
+      scrape_counter_(std::make_shared<ScrapeCounter>()),
+      families_(*registry_),
+      metrics_(*registry_),
+      directory_(options.ring_dir),
+      refusals_(directory_, metrics_),
+      rings_(families_, metrics_, refusals_, options.aggregation),
+      scanner_(directory_, rings_, refusals_, metrics_, *scrape_counter_),
+      drainer_(rings_, metrics_, *scrape_counter_) {
+  PublishStatus();
+}
+
+void Agent::Scan(Clock::time_point now) {
+  scanner_.Scan(now);
+  PublishStatus();
+}
+
+uint64_t Agent::Drain(Clock::time_point now) {
+  const uint64_t drained = drainer_.RunCycle(now);
+  PublishStatus();
+  return drained;
+}
+
+std::string Agent::StatusJson() const { return RenderStatusJson(board_.Snapshot()); }
+
+AgentStatus Agent::BuildStatus() const {
+  AgentStatus status;
+  status.version = std::string(kAgentVersion);
+  status.ring_dir = ring_dir_;
+  status.rings_mapped = rings_.size();
+  status.samples_drained = metrics_.samples_drained();
+  status.refused = metrics_.refused();
+  status.rings.reserve(rings_.size());
+  for (const auto& ring : rings_.rings()) status.rings.push_back(ring->Status());
+  return status;
+}
+
+}  // namespace loopwatch::agent

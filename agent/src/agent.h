@@ -1,0 +1,72 @@
+// The agent without its event loop and web server: one object that owns the registry, the metric
+// families, the ring directory, the mapped rings and the status board, and offers the two periodic
+// jobs (Scan, Drain). main() drives it from Asio timers; tests drive it by calling the jobs directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <prometheus/registry.h>
+
+#include "agent_metrics.h"
+#include "agent_status.h"
+#include "drainer.h"
+#include "loop_families.h"
+#include "loop_metrics.h"
+#include "refusals.h"
+#include "ring_directory.h"
+#include "ring_set.h"
+#include "scanner.h"
+#include "scrape_counter.h"
+#include "status_board.h"
+
+namespace loopwatch::agent {
+
+struct AgentOptions {
+  std::string ring_dir;
+  AggregationOptions aggregation;
+};
+
+// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), registry() and
+// scrape_counter() may be used from any thread.
+class Agent {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Agent(const AgentOptions& options);
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  void Scan(Clock::time_point now = Clock::now());
+  // Returns the samples drained in this cycle.
+  uint64_t Drain(Clock::time_point now = Clock::now());
+
+  // The /api/status body as of the last Scan or Drain.
+  std::string StatusJson() const;
+  // Builds the status from the rings (Asio thread only).
+  AgentStatus BuildStatus() const;
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+  const std::shared_ptr<ScrapeCounter>& scrape_counter() const { return scrape_counter_; }
+  const RingSet& rings() const { return rings_; }
+  const AgentMetrics& metrics() const { return metrics_; }
+
+ private:
+  void PublishStatus() { board_.Publish(BuildStatus()); }
+
+  const std::string ring_dir_;
+  const std::shared_ptr<prometheus::Registry> registry_;
+  const std::shared_ptr<ScrapeCounter> scrape_counter_;
+  LoopFamilies families_;
+  AgentMetrics metrics_;
+  RingDirectory directory_;
+  Refusals refusals_;
+  RingSet rings_;
+  Scanner scanner_;
+  Drainer drainer_;
+  StatusBoard board_;
+};
+
+}  // namespace loopwatch::agent

@@ -1,0 +1,15 @@
+// Label values and JSON strings must be valid UTF-8, but service and callback names come from
+// shared memory that any process could have written. This file turns untrusted bytes into text a
+// Prometheus scrape (and nlohmann::json) always accepts.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace loopwatch::agent {
+
+// Returns `bytes` with every invalid UTF-8 sequence (and every NUL) replaced by U+FFFD.
+// Thread safe (pure function).
+std::string SanitizeUtf8(std::string_view bytes);
+
+}  // namespace loopwatch::agent

@@ -1,0 +1,48 @@
+// Registers the per-loop metric families (names, help texts); see loop_families.h.
+#include "loop_families.h"
+
+namespace loopwatch::agent {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+LoopFamilies::LoopFamilies(prometheus::Registry& registry)
+    : callback_duration(BuildHistogram()
+                            .Name("loopwatch_callback_duration_seconds")
+                            .Help("Wall time of each event loop callback.")
+                            .Register(registry)),
+      loop_lag(BuildHistogram()
+                   .Name("loopwatch_loop_lag_seconds")
+                   .Help("Delay between when a callback was due (timer) or enqueued (ready) and when it started.")
+                   .Register(registry)),
+      loop_handles(BuildHistogram()
+                       .Name("loopwatch_loop_handles")
+                       .Help("Handles the loop held (ready plus scheduled) when a callback started.")
+                       .Register(registry)),
+      callbacks(BuildCounter()
+                    .Name("loopwatch_callbacks_total")
+                    .Help("Event loop callbacks run.")
+                    .Register(registry)),
+      slow_callbacks(BuildCounter()
+                         .Name("loopwatch_slow_callbacks_total")
+                         .Help("Callbacks that ran at least the slow threshold (--slow.threshold).")
+                         .Register(registry)),
+      dropped_samples(BuildCounter()
+                          .Name("loopwatch_dropped_samples_total")
+                          .Help("Samples the shim dropped because the ring was full.")
+                          .Register(registry)),
+      callback_name_evictions(BuildCounter()
+                                  .Name("loopwatch_callback_name_evictions_total")
+                                  .Help("Callback names that lost their top-K series to a name with more total time.")
+                                  .Register(registry)),
+      loop_info(BuildGauge()
+                    .Name("loopwatch_loop_info")
+                    .Help("Constant 1 per monitored loop; labels say the loop implementation and thread.")
+                    .Register(registry)),
+      named_callback_duration(BuildHistogram()
+                                  .Name("loopwatch_named_callback_duration_seconds")
+                                  .Help("Wall time of callbacks by name: the loop's top-K names by total time, the rest as \"other\".")
+                                  .Register(registry)) {}
+
+}  // namespace loopwatch::agent

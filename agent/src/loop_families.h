@@ -1,0 +1,34 @@
+// The metric families of the per-loop series, registered once in the agent's registry. Each mapped
+// ring adds its own series to them (LoopMetrics) and removes them again when the ring is retired.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace loopwatch::agent {
+
+// Family::Add and Family::Remove are thread safe (prometheus-cpp locks each family), so rings may
+// add and remove series while a scrape collects them.
+struct LoopFamilies {
+  explicit LoopFamilies(prometheus::Registry& registry);
+  LoopFamilies(const LoopFamilies&) = delete;
+  LoopFamilies& operator=(const LoopFamilies&) = delete;
+
+  // Labels service, pid, loop.
+  prometheus::Family<prometheus::Histogram>& callback_duration;
+  prometheus::Family<prometheus::Histogram>& loop_lag;
+  prometheus::Family<prometheus::Histogram>& loop_handles;
+  prometheus::Family<prometheus::Counter>& callbacks;
+  prometheus::Family<prometheus::Counter>& slow_callbacks;
+  prometheus::Family<prometheus::Counter>& dropped_samples;
+  prometheus::Family<prometheus::Counter>& callback_name_evictions;
+  // Labels service, pid, loop, kind, thread.
+  prometheus::Family<prometheus::Gauge>& loop_info;
+  // Labels service, pid, loop, callback.
+  prometheus::Family<prometheus::Histogram>& named_callback_duration;
+};
+
+}  // namespace loopwatch::agent

@@ -1,0 +1,92 @@
+// loopwatch-agent's entry point: parses the flags, prepares the ring directory, starts the web
+// server (prometheus::Exposer serving /metrics plus our /api/status), then runs the scan and drain
+// timers on one Asio thread until SIGINT or SIGTERM, and exits 0.
+#include <signal.h>
+
+// GCC 12 needs <utility> before Asio (see ENVIRONMENT.md).
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include <prometheus/exposer.h>
+#include <spdlog/spdlog.h>
+
+#include "agent.h"
+#include "agent_config.h"
+#include "http_api.h"
+#include "periodic_timer.h"
+#include "ring_directory.h"
+#include "version.h"
+
+namespace {
+
+using loopwatch::agent::Agent;
+using loopwatch::agent::AgentConfig;
+using loopwatch::agent::HttpApi;
+using loopwatch::agent::PeriodicTimer;
+
+int Run(const AgentConfig& config) {
+  const auto address = loopwatch::agent::ParseListenAddress(config.listen_address, nullptr);  // validated by CLI11
+  std::string error;
+  if (!loopwatch::agent::EnsureRingDirectory(config.ring_dir, &error)) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+
+  Agent agent({config.ring_dir, {config.top_k, config.slow_threshold_ms / 1000.0}});
+  HttpApi api([&agent] { return agent.StatusJson(); });  // outlives the exposer (declared first)
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(address->civetweb_spec, 2, api.callbacks());
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on {}: {}", config.listen_address, e.what());
+    return 1;
+  }
+  // The scrape counter first: see scrape_counter.h.
+  exposer->RegisterCollectable(agent.scrape_counter());
+  exposer->RegisterCollectable(agent.registry());
+  const auto ports = exposer->GetListeningPorts();
+  const std::string host = address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
+  spdlog::info("loopwatch-agent {} listening on http://{}:{} (ring dir {}, drain every {} ms, scan every {} ms)",
+               loopwatch::agent::kAgentVersion, host, ports.empty() ? 0 : ports.front(), config.ring_dir,
+               config.drain_interval_ms, config.scan_interval_ms);
+
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&io](const boost::system::error_code& ec, int signal_number) {
+    if (ec) return;
+    spdlog::info("received signal {}, exiting", signal_number);
+    io.stop();
+  });
+  PeriodicTimer scan(io, std::chrono::milliseconds(config.scan_interval_ms), [&agent] { agent.Scan(); });
+  PeriodicTimer drain(io, std::chrono::milliseconds(config.drain_interval_ms), [&agent] { agent.Drain(); });
+  agent.Scan();
+  agent.Drain();
+  scan.Start();
+  drain.Start();
+  io.run();
+
+  exposer.reset();  // stop serving before the agent goes away
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto parsed = loopwatch::agent::ParseAgentConfig(argc, argv);
+  if (!parsed.config) return parsed.exit_code;
+  spdlog::set_level(spdlog::level::from_str(parsed.config->log_level));
+  signal(SIGPIPE, SIG_IGN);  // a scraper hanging up must not kill the agent
+  try {
+    return Run(*parsed.config);
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,101 @@
+// Opening, validating, mapping and unmapping a ring file; see ring_file.h.
+#include "ring_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace loopwatch::agent {
+
+using protocol::HeaderError;
+
+RingOpenResult RingFile::Open(const std::string& path) {
+  RingOpenResult result;
+  // O_NONBLOCK: never hang on a FIFO someone named *.ring; fstat refuses it right after.
+  const int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    result.error_number = errno;
+    if (errno == ENOENT) {
+      result.vanished = true;
+    } else if (errno == ELOOP) {
+      result.reason = "not_regular_file";  // a symlink
+    } else {
+      result.reason = "open_failed";
+    }
+    return result;
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    result.error_number = errno;
+    result.reason = "open_failed";
+    close(fd);
+    return result;
+  }
+  result.have_identity = true;
+  result.identity = FileIdentity::FromStat(st);
+  if (!S_ISREG(st.st_mode)) {
+    result.reason = "not_regular_file";
+    close(fd);
+    return result;
+  }
+  const auto length = static_cast<uint64_t>(st.st_size);
+  if (length < sizeof(protocol::RingHeader)) {  // nothing to map; CheckHeader would say the same
+    result.header_error = HeaderError::kTooSmall;
+    result.reason = protocol::HeaderErrorName(result.header_error);
+    close(fd);
+    return result;
+  }
+  void* data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (data == MAP_FAILED) {
+    result.error_number = errno;
+    result.reason = "map_failed";
+    close(fd);
+    return result;
+  }
+  const protocol::HeaderCheck check = protocol::CheckHeader(data, length);
+  if (!check.ok()) {
+    result.header_error = check.error;
+    result.reason = protocol::HeaderErrorName(check.error);
+    munmap(data, length);
+    close(fd);
+    return result;
+  }
+  result.ring.reset(new RingFile(path, fd, data, length, result.identity, check.header));
+  return result;
+}
+
+RingFile::RingFile(std::string path, int fd, void* data, std::size_t length, const FileIdentity& identity,
+                   const protocol::HeaderSnapshot& header)
+    : path_(std::move(path)), fd_(fd), data_(data), length_(length), identity_(identity), header_(header) {
+  auto* bytes = static_cast<unsigned char*>(data_);
+  auto* live = static_cast<protocol::RingHeader*>(data_);
+  // CheckHeader proved both sections lie inside the mapping.
+  reader_ = protocol::RingReader(live, reinterpret_cast<const protocol::Sample*>(bytes + header_.ring_offset),
+                                 header_.ring_capacity);
+  names_ = protocol::NameTableReader(live, bytes + header_.names_offset, header_.names_capacity);
+}
+
+RingFile::~RingFile() {
+  munmap(data_, length_);
+  close(fd_);
+}
+
+uint64_t RingFile::Backlog() const {
+  // Pairs with the writer's release store of write_pos (only a statistic here).
+  const uint64_t write_pos = live_header().write_pos.load(std::memory_order_acquire);
+  const uint64_t read_pos = reader_.read_pos();
+  return write_pos >= read_pos ? write_pos - read_pos : 0;
+}
+
+bool RingFile::UnlinkIfUnchanged() const {
+  struct stat st {};
+  if (lstat(path_.c_str(), &st) != 0) return false;
+  if (!FileIdentity::FromStat(st).SameInode(identity_)) return false;
+  return unlink(path_.c_str()) == 0;
+}
+
+}  // namespace loopwatch::agent

@@ -1,0 +1,70 @@
+// One ring file mapped into the agent: opened without following symlinks, accepted only if it is a
+// regular file whose header passes CheckHeader against the real file length, then mapped whole
+// (MAP_SHARED, read-write: the agent publishes read_pos). Owns the descriptor and the mapping.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "file_identity.h"
+#include "loopwatch/header_check.h"
+#include "loopwatch/layout.h"
+#include "loopwatch/name_table.h"
+#include "loopwatch/ring.h"
+
+namespace loopwatch::agent {
+
+class RingFile;
+
+struct RingOpenResult {
+  std::unique_ptr<RingFile> ring;  // set when the file was accepted
+  bool vanished = false;           // the path no longer exists (removed between scan and open)
+  std::string_view reason;         // refusal label when neither accepted nor vanished
+  protocol::HeaderError header_error = protocol::HeaderError::kOk;
+  bool have_identity = false;      // identity below comes from fstat of the opened file
+  FileIdentity identity;
+  int error_number = 0;            // errno of a failed open/fstat/mmap
+};
+
+// Not thread safe: owned and used by the agent's drain thread.
+class RingFile {
+ public:
+  static RingOpenResult Open(const std::string& path);
+
+  ~RingFile();
+  RingFile(const RingFile&) = delete;
+  RingFile& operator=(const RingFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  const FileIdentity& identity() const { return identity_; }
+  // The validated immutable part of the header.
+  const protocol::HeaderSnapshot& header() const { return header_; }
+  // The live shared words (dropped, writer_flags, positions); the writer changes them concurrently.
+  protocol::RingHeader& live_header() { return *static_cast<protocol::RingHeader*>(data_); }
+  const protocol::RingHeader& live_header() const { return *static_cast<const protocol::RingHeader*>(data_); }
+  protocol::RingReader& reader() { return reader_; }
+  protocol::NameTableReader& names() { return names_; }
+  // Samples written but not drained yet (0 if the positions are inconsistent).
+  uint64_t Backlog() const;
+
+  // Removes the directory entry if it still names this very file (not a replacement).
+  bool UnlinkIfUnchanged() const;
+
+ private:
+  RingFile(std::string path, int fd, void* data, std::size_t length, const FileIdentity& identity,
+           const protocol::HeaderSnapshot& header);
+
+  const std::string path_;
+  const int fd_;
+  void* const data_;
+  const std::size_t length_;
+  const FileIdentity identity_;
+  const protocol::HeaderSnapshot header_;
+  protocol::RingReader reader_;
+  protocol::NameTableReader names_;
+};
+
+}  // namespace loopwatch::agent

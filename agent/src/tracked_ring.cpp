@@ -1,0 +1,116 @@
+// Per-ring drain, liveness and phase bookkeeping; see tracked_ring.h.
+#include "tracked_ring.h"
+
+#include <algorithm>
+
+#include "label_text.h"
+#include "writer_liveness.h"
+
+namespace loopwatch::agent {
+
+TrackedRing::TrackedRing(std::unique_ptr<RingFile> file, std::string name, LoopFamilies& families,
+                         const AggregationOptions& options)
+    : file_(std::move(file)),
+      name_(std::move(name)),
+      key_{SanitizeUtf8(file_->header().service_name()), file_->header().pid, file_->header().loop_id},
+      metrics_(std::make_unique<LoopMetrics>(families, file_->header(), options)) {
+  // Tells the shim an agent reads this ring (so it leaves the file for us to drain and remove when it
+  // closes). Pairs with the shim's acquire load of control.
+  file_->live_header().control.store(protocol::kControlValid, std::memory_order_release);
+}
+
+TrackedRing::~TrackedRing() {
+  // Pairs with the shim's acquire load of control when it closes the ring.
+  file_->live_header().control.store(0, std::memory_order_release);
+}
+
+uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
+  if (phase_ == RingPhase::kCorrupt) return 0;
+  LoopMetrics& metrics = *metrics_;
+  protocol::NameTableReader& names = file_->names();
+  auto poll_names = [&names, &metrics] {
+    return names.Poll([&metrics](uint32_t id, std::string_view text) { metrics.AddName(id, text); }) ==
+           protocol::NameTableStatus::kOk;
+  };
+  bool names_ok = poll_names();
+  uint64_t total = 0;
+  while (names_ok && total < max_samples) {
+    const auto want = static_cast<uint32_t>(std::min<uint64_t>(kDrainBatch, max_samples - total));
+    uint32_t got = 0;
+    // A name is published before the first sample that uses it, and the reader loaded write_pos
+    // (acquire) before reading the sample: an id past the names seen so far is visible on a re-poll.
+    const auto status = file_->reader().Drain(
+        want,
+        [&](const protocol::Sample& s) {
+          if (s.name_id >= names.next_id() && names_ok) names_ok = poll_names();
+          metrics.Add(s);
+        },
+        &got);
+    metrics.FlushBatch();
+    total += got;
+    if (status != protocol::DrainStatus::kOk) {
+      MarkCorrupt("corrupt_ring");
+      return total;
+    }
+    if (got < want) break;
+  }
+  if (!names_ok) {
+    MarkCorrupt("corrupt_names");
+    return total;
+  }
+  // Relaxed: a statistic the writer bumps on its own; an exact moment does not matter.
+  metrics.MirrorDropped(file_->live_header().dropped.load(std::memory_order_relaxed));
+  metrics.MaybeRerank(now);
+  return total;
+}
+
+bool TrackedRing::CheckWriterGone() {
+  // Pairs with the writer's store of kWriterClosed: a ring closed cleanly gets no more samples.
+  const bool closed = (file_->live_header().writer_flags.load(std::memory_order_acquire) & protocol::kWriterClosed) != 0;
+  const WriterState state = closed ? WriterState::kGone : QueryWriter(file_->fd());
+  if (state == WriterState::kUnknown) return gone_checks_ >= 2;
+  writer_alive_ = state == WriterState::kAlive;
+  gone_checks_ = writer_alive_ ? 0 : gone_checks_ + 1;
+  return gone_checks_ >= 2;
+}
+
+void TrackedRing::MarkAwaitingScrape(uint64_t scrapes_at_final_drain, Clock::time_point deadline) {
+  if (phase_ != RingPhase::kLive) return;
+  phase_ = RingPhase::kAwaitingScrape;
+  scrapes_at_final_drain_ = scrapes_at_final_drain;
+  retire_deadline_ = deadline;
+}
+
+bool TrackedRing::ReadyToRetire(uint64_t scrapes_now, Clock::time_point now) const {
+  switch (phase_) {
+    case RingPhase::kLive: return false;
+    case RingPhase::kAwaitingScrape: return scrapes_now > scrapes_at_final_drain_ || now >= retire_deadline_;
+    case RingPhase::kCorrupt: return true;
+  }
+  return false;
+}
+
+void TrackedRing::MarkCorrupt(std::string_view reason) {
+  phase_ = RingPhase::kCorrupt;
+  corrupt_reason_ = reason;
+}
+
+RingStatus TrackedRing::Status() const {
+  const protocol::HeaderSnapshot& header = file_->header();
+  RingStatus status;
+  status.file = name_;
+  status.service = key_.service;
+  status.pid = header.pid;
+  status.loop = header.loop_id;
+  status.kind = header.loop_kind == protocol::LoopKind::kUvloop ? "uvloop" : "asyncio";
+  status.thread = header.loop_thread_id;
+  status.samples = metrics_->samples();
+  status.names = metrics_->names();
+  // Relaxed: a statistic.
+  status.dropped = file_->live_header().dropped.load(std::memory_order_relaxed);
+  status.alive = writer_alive_;
+  status.backlog = phase_ == RingPhase::kCorrupt ? 0 : file_->Backlog();
+  return status;
+}
+
+}  // namespace loopwatch::agent

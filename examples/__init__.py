@@ -1,0 +1,1 @@
+# Makes `python -m uvicorn examples.demo_app:app` work from the repository root.

@@ -1,0 +1,189 @@
+"""Real processes for the end-to-end tests (loopwatch-agent, uvicorn workers, Prometheus), each in
+its own process group with its output in a log file, and the HTTP helpers to talk to them.
+
+The binaries come from the build that scripts/build.sh makes: $BUILD_DIR/agent/loopwatch-agent
+(default build/) and the venv $VENV (default .venv) with the shim installed. A missing build is a
+failure, not a skip: scripts/test.sh builds both before it runs these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def _from_repo(env_var: str, default: str) -> Path:
+    path = Path(os.environ.get(env_var, default))
+    return path if path.is_absolute() else REPO / path
+
+
+def venv_python() -> Path:
+    return _from_repo("VENV", ".venv") / "bin" / "python"
+
+
+def agent_binary() -> Path:
+    return _from_repo("BUILD_DIR", "build") / "agent" / "loopwatch-agent"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """GET url -> (status, body); (0, error text) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
+
+
+def http_json(url: str, timeout: float = 5.0):
+    status, body = http_get(url, timeout)
+    assert status == 200, f"GET {url} -> {status}: {body[:500]}"
+    return json.loads(body)
+
+
+class Proc:
+    """A process started in its own session (so its children share its process group)."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None, cwd: Path):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self, max_lines: int = 200) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as e:
+            return f"(cannot read {self.log_path}: {e})"
+        head = f"$ {' '.join(self.argv)}\n(exit code: {self.popen.poll()})\n"
+        if len(lines) > max_lines:
+            head += f"... {len(lines) - max_lines} earlier lines in {self.log_path}\n"
+        return head + "\n".join(lines[-max_lines:])
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        """SIGTERM to the process group, SIGKILL after grace_s; returns the exit code of the leader."""
+        if self.alive():
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (workers of a dead parent, or a stuck leader) is killed.
+        self._signal_group(signal.SIGKILL)
+        try:
+            self.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        return self.popen.returncode
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait_until(check: Callable[[], T], timeout_s: float, what: str, procs: tuple[Proc, ...] = (),
+               interval_s: float = 0.1) -> T:
+    """Calls check() until it returns something truthy; fails after timeout_s or if a proc dies."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        for p in procs:
+            if not p.alive():
+                pytest.fail(f"{p.name} exited (code {p.popen.returncode}) while waiting for {what}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Stack:
+    """The processes of one test. Every start_* waits until the process answers over HTTP."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.procs: list[Proc] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> Proc:
+        proc = Proc(name, [str(a) for a in argv], self.workdir / f"{name}.log", env, cwd)
+        self.procs.append(proc)
+        return proc
+
+    def start_agent(self, ring_dir: Path, *extra: str) -> tuple[Proc, str]:
+        binary = agent_binary()
+        if not os.access(binary, os.X_OK):
+            pytest.fail(f"{binary} is missing: build it first (bash scripts/build.sh)")
+        addr = f"127.0.0.1:{free_port()}"
+        proc = self.start("agent", [binary, "--web.listen-address", addr, "--ring.dir", ring_dir,
+                                    "--drain.interval", "50", "--scan.interval", "200", *extra])
+        url = f"http://{addr}"
+        wait_until(lambda: http_get(url + "/metrics", 1)[0] == 200, 10, f"the agent on {url}/metrics", (proc,))
+        return proc, url
+
+    def start_uvicorn(self, app: str, env: dict[str, str], *args: str) -> tuple[Proc, str]:
+        python = venv_python()
+        if not os.access(python, os.X_OK):
+            pytest.fail(f"{python} is missing: build it first (bash scripts/build.sh)")
+        port = free_port()
+        proc = self.start("uvicorn", [python, "-m", "uvicorn", app, "--host", "127.0.0.1",
+                                      "--port", str(port), *args], env=env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_get(url + "/", 1)[0] == 200, 30, f"uvicorn on {url}", (proc,))
+        return proc, url
+
+    def start_prometheus(self, target: str, scrape_interval: str = "1s") -> tuple[Proc, str]:
+        config = self.workdir / "prometheus.yml"
+        config.write_text(
+            "global:\n"
+            f"  scrape_interval: {scrape_interval}\n"
+            f"  evaluation_interval: {scrape_interval}\n"
+            "scrape_configs:\n"
+            "  - job_name: loopwatch\n"
+            "    static_configs:\n"
+            f"      - targets: ['{target}']\n")
+        addr = f"127.0.0.1:{free_port()}"
+        proc = self.start("prometheus", [shutil.which("prometheus") or "/usr/bin/prometheus",
+                                         f"--config.file={config}",
+                                         f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                                         f"--web.listen-address={addr}"])
+        url = f"http://{addr}"
+        wait_until(lambda: http_get(url + "/-/ready", 1)[0] == 200, 15, f"prometheus on {url}", (proc,))
+        return proc, url
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):  # the app before the agent, the agent before Prometheus
+            proc.stop()

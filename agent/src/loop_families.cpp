@@ -32,6 +32,10 @@ LoopFamilies::LoopFamilies(prometheus::Registry& registry)
                           .Name("loopwatch_dropped_samples_total")
                           .Help("Samples the shim dropped because the ring was full.")
                           .Register(registry)),
+      busy_seconds(BuildCounter()
+                       .Name("loopwatch_loop_busy_seconds_total")
+                       .Help("Time the loop spent outside its poll: callbacks plus what no callback accounts for.")
+                       .Register(registry)),
       callback_name_evictions(BuildCounter()
                                   .Name("loopwatch_callback_name_evictions_total")
                                   .Help("Callback names that lost their top-K series to a name with more total time.")

@@ -24,6 +24,7 @@ struct LoopFamilies {
   prometheus::Family<prometheus::Counter>& callbacks;
   prometheus::Family<prometheus::Counter>& slow_callbacks;
   prometheus::Family<prometheus::Counter>& dropped_samples;
+  prometheus::Family<prometheus::Counter>& busy_seconds;
   prometheus::Family<prometheus::Counter>& callback_name_evictions;
   // Labels service, pid, loop, kind, thread.
   prometheus::Family<prometheus::Gauge>& loop_info;

@@ -53,6 +53,7 @@ LoopMetrics::LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot&
       callbacks_series_(&families.callbacks.Add(loop_labels_)),
       slow_series_(&families.slow_callbacks.Add(loop_labels_)),
       dropped_series_(&families.dropped_samples.Add(loop_labels_)),
+      busy_series_(&families.busy_seconds.Add(loop_labels_)),
       evictions_series_(&families.callback_name_evictions.Add(loop_labels_)),
       info_series_(&families.loop_info.Add(With(loop_labels_, {{"kind", std::string(KindLabel(header.loop_kind))},
                                                                {"thread", std::to_string(header.loop_thread_id)}}))),
@@ -61,6 +62,7 @@ LoopMetrics::LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot&
       seconds_scratch_(kSecondsBucketCount),
       handles_scratch_(kHandlesBucketCount) {
   info_series_->Set(1);
+  seconds_per_tick_ = header.clock_ns_per_tick * 1e-9;
   named_series_[CallbackTopK::kOtherPosition] =
       &families_.named_callback_duration.Add(NamedLabels(CallbackTopK::kOtherPosition), SecondsBuckets());
   touched_.reserve(named_batches_.size());
@@ -73,6 +75,7 @@ LoopMetrics::~LoopMetrics() {
   families_.callbacks.Remove(callbacks_series_);
   families_.slow_callbacks.Remove(slow_series_);
   families_.dropped_samples.Remove(dropped_series_);
+  families_.busy_seconds.Remove(busy_series_);
   families_.callback_name_evictions.Remove(evictions_series_);
   families_.loop_info.Remove(info_series_);
   for (prometheus::Histogram* series : named_series_) {
@@ -122,6 +125,12 @@ void LoopMetrics::FlushBatch() {
   samples_ += batch_samples_;
   duration_sum_ticks_ = lag_sum_ticks_ = handles_sum_ = 0;
   batch_samples_ = batch_slow_ = batch_lag_samples_ = 0;
+}
+
+void LoopMetrics::MirrorBusy(uint64_t busy_ticks) {
+  if (busy_ticks <= busy_ticks_) return;  // the writer only ever increases it
+  busy_series_->Increment(static_cast<double>(busy_ticks - busy_ticks_) * seconds_per_tick_);
+  busy_ticks_ = busy_ticks;
 }
 
 void LoopMetrics::MirrorDropped(uint64_t dropped) {

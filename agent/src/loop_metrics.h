@@ -66,6 +66,8 @@ class LoopMetrics {
   void FlushBatch();
   // Makes loopwatch_dropped_samples_total follow the header's cumulative `dropped` word.
   void MirrorDropped(uint64_t dropped);
+  // Makes loopwatch_loop_busy_seconds_total follow the header's cumulative `busy_ticks` (v1.1).
+  void MirrorBusy(uint64_t busy_ticks);
   // Re-ranks the callback top-K if the last re-rank is older than kRerankPeriod (flushes first).
   void MaybeRerank(std::chrono::steady_clock::time_point now);
 
@@ -104,6 +106,7 @@ class LoopMetrics {
   prometheus::Counter* callbacks_series_;
   prometheus::Counter* slow_series_;
   prometheus::Counter* dropped_series_;
+  prometheus::Counter* busy_series_;
   prometheus::Counter* evictions_series_;
   prometheus::Gauge* info_series_;
   std::vector<prometheus::Histogram*> named_series_;  // index = top-K position; nullptr = not created yet
@@ -129,6 +132,8 @@ class LoopMetrics {
 
   uint64_t samples_ = 0;
   uint64_t dropped_ = 0;
+  uint64_t busy_ticks_ = 0;
+  double seconds_per_tick_ = 1e-9;
   uint64_t evictions_ = 0;
   std::chrono::steady_clock::time_point last_rerank_{};
 };

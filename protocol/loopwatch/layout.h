@@ -1,4 +1,4 @@
-// loopwatch shared-memory contract, version 1.0.
+// loopwatch shared-memory contract, version 1.1 (1.1 added: busy_ticks is written).
 //
 // This header is the ONE definition of the ring file that the shim (writer, inside every Python
 // process) and the agent (reader) share. Both sides include it; nothing else may describe the layout.
@@ -42,7 +42,7 @@ namespace loopwatch::protocol {
 // "LOOPWTCH" read as a little-endian u64.
 inline constexpr uint64_t kMagic = 0x48435457504F4F4CULL;
 inline constexpr uint16_t kVersionMajor = 1;  // bump on any incompatible change; readers refuse others
-inline constexpr uint16_t kVersionMinor = 0;  // bump on additions readers may ignore
+inline constexpr uint16_t kVersionMinor = 1;  // bump on additions readers may ignore
 
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kRingAlignment = 4096;
@@ -142,7 +142,7 @@ struct alignas(kCacheLine) RingHeader {
 
   // --- writer line: stored by the shim only ------------------------------------------------------
   std::atomic<uint64_t> dropped;     // samples lost to a full ring; relaxed (a statistic)
-  std::atomic<uint64_t> busy_ticks;  // loop time spent running callbacks (reserved for v1.1)
+  std::atomic<uint64_t> busy_ticks;  // v1.1: ticks the loop spent outside its poll; relaxed (a statistic)
   std::atomic<uint64_t> names_end;   // bytes of the name table in use; release after the record
   std::atomic<uint32_t> names_count; // records published; stored before names_end's release
   std::atomic<uint32_t> writer_flags;

@@ -3,8 +3,8 @@
 asyncio: ``Handle._run``, ``BaseEventLoop._call_soon`` and ``BaseEventLoop._add_callback`` are
 replaced by C++ methods, only on CPython minor versions whose asyncio they were checked against;
 elsewhere asyncio runs stock and :func:`status` says so. uvloop: C++ ``call_soon``,
-``call_soon_threadsafe``, ``call_later`` and ``call_at`` on ``uvloop.Loop``. Nothing here runs per
-callback.
+``call_soon_threadsafe``, ``call_later`` and ``call_at`` on ``uvloop.Loop``. Both: protocol factories
+are wrapped for I/O coverage (``_protocols``). Nothing here runs per callback.
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from . import _names, _post_import
+from . import _names, _post_import, _protocols
 
 DEFAULT_DIR = "/dev/shm/loopwatch"
 # asyncio's Handle._run, _call_soon and _add_callback were compared line by line for these versions.
 ASYNCIO_CHECKED_VERSIONS = {(3, 11)}
+# uvloop.Loop's C layout (where its uv_loop_t pointer sits) was checked for this release series.
+UVLOOP_CHECKED_PREFIX = "0.17."
 
 _state: dict[str, Any] = {
     "installed": False,
@@ -50,13 +52,17 @@ def _instrument_asyncio(asyncio: ModuleType) -> None:
     from . import _shim
 
     _shim.install_asyncio(events.Handle, events.TimerHandle, base_events.BaseEventLoop, format_helpers._format_callback_source)
+    _protocols.patch(asyncio.SelectorEventLoop, is_uvloop=False, in_place=False)
     _state["asyncio"] = "instrumented"
 
 
 def _instrument_uvloop(uvloop: ModuleType) -> None:
     from . import _shim
 
+    # Busy time reads libuv through the Loop object's uv_loop_t pointer: only on a layout we checked.
+    _shim.set_uvloop_layout_checked(getattr(uvloop, "__version__", "").startswith(UVLOOP_CHECKED_PREFIX))
     _shim.install_uvloop(uvloop.Loop)
+    _protocols.patch(uvloop.Loop, is_uvloop=True, in_place=True)
     _state["uvloop"] = "instrumented"
 
 
@@ -95,6 +101,7 @@ def uninstall() -> None:
 
     _shim.uninstall_asyncio()
     _shim.uninstall_uvloop()
+    _protocols.unpatch()
     _state.update(installed=False, asyncio="stock: uninstalled", uvloop="stock: uninstalled")
 
 
@@ -112,5 +119,6 @@ def status() -> dict[str, Any]:
         "service": _state["service"] or (_names.default_service() if _state["installed"] else None),
         "recording": any(loop["state"] == "recording" for loop in loops),
         "error": error,
+        "unattributed_protocols": _protocols.unattributed_protocols,
         "loops": loops,
     }

@@ -19,6 +19,7 @@
 
 #include "callback_key.h"
 #include "clock.h"
+#include "current_sample.h"
 #include "enqueue_stamps.h"
 #include "loop_state.h"
 
@@ -129,6 +130,7 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   uint64_t due_ticks = 0;
   SampleKind kind = SampleKind::kReady;
   if (ring != nullptr) {
+    if (!state->busy.probe_tried) InstallAsyncioBusyProbe(state, loop);
     sample.name_id = state->NameId(callback);
     const uint32_t handles = CountHandles(state, loop);
     if (Py_TYPE(self) == g_hook.timer_type) {
@@ -145,19 +147,23 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   }
 
   PyObject* result = nullptr;
-  if (PyContext_Enter(context) == 0) {
-    if (PyTuple_CheckExact(args)) {
-      result = PyObject_Call(callback, args, nullptr);
-    } else {
-      PyObject* tuple = PySequence_Tuple(args);  // `*self._args` accepts any iterable
-      result = tuple != nullptr ? PyObject_Call(callback, tuple, nullptr) : nullptr;
-      Py_XDECREF(tuple);
+  uint64_t end = 0;
+  {
+    CurrentSampleScope current(ring != nullptr ? &sample : nullptr);
+    if (PyContext_Enter(context) == 0) {
+      if (PyTuple_CheckExact(args)) {
+        result = PyObject_Call(callback, args, nullptr);
+      } else {
+        PyObject* tuple = PySequence_Tuple(args);  // `*self._args` accepts any iterable
+        result = tuple != nullptr ? PyObject_Call(callback, tuple, nullptr) : nullptr;
+        Py_XDECREF(tuple);
+      }
+      if (PyContext_Exit(context) != 0) Py_CLEAR(result);
     }
-    if (PyContext_Exit(context) != 0) Py_CLEAR(result);
+    if (ring != nullptr) end = NowTicks();
   }
 
   if (ring != nullptr) {
-    const uint64_t end = NowTicks();
     sample.duration_ticks = end - sample.start_ticks;
     sample.lag_ticks = due_ticks == 0 ? protocol::kLagUnknown
                        : sample.start_ticks > due_ticks ? sample.start_ticks - due_ticks

@@ -9,6 +9,8 @@
 
 #include <cstring>
 
+#include "protocol_hook.h"
+
 namespace loopwatch::shim {
 namespace {
 
@@ -96,6 +98,7 @@ bool InitCallbackKeys() {
 }
 
 CallbackKey KeyOf(PyObject* callback) {
+  if (PyObject* target = ProtocolMethodTarget(callback)) callback = target;  // named as what it wraps
   PyTypeObject* type = Py_TYPE(callback);
   if (type == g_step_wrapper_type) return StepWrapperKey(callback);
   if (PyFunction_Check(callback)) return Borrowed(reinterpret_cast<uintptr_t>(PyFunction_GET_CODE(callback)), PyFunction_GET_CODE(callback));

@@ -127,6 +127,7 @@ void LoopState::AbandonAfterFork() {
   error_.clear();
   path_.clear();
   samples_written_ = 0;
+  busy = BusyState{};
   name_ids_.clear();
   for (RecentName& slot : recent_names_) slot = {};
   // key_owners_ keep their references: dropping them here would run Python code inside fork.
@@ -134,12 +135,12 @@ void LoopState::AbandonAfterFork() {
 
 PyObject* LoopState::StatusDict() const {
   const char* state = closed_ ? "closed" : ring_ != nullptr ? "recording" : ring_failed_ ? "failed" : "idle";
-  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L}", "loop_id", loop_id_, "kind",
+  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L,s:O}", "loop_id", loop_id_, "kind",
                        kind_ == protocol::LoopKind::kUvloop ? "uvloop" : "asyncio", "state", state, "file", path_.c_str(),
                        "error", error_.c_str(), "samples_written", static_cast<unsigned long long>(samples_written_),
                        "dropped",
                        static_cast<unsigned long long>(ring_ != nullptr ? ring_->header()->dropped.load(std::memory_order_relaxed) : 0),
-                       "pending", static_cast<long long>(pending));
+                       "pending", static_cast<long long>(pending), "busy_time", busy.available ? Py_True : Py_False);
 }
 
 LoopState* StateForLoop(PyObject* loop, protocol::LoopKind kind) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "loopwatch/layout.h"
+#include "busy_time.h"
 #include "callback_key.h"
 #include "ring_file.h"
 
@@ -80,6 +81,7 @@ class LoopState {
   // (Never the loop's __dict__: materializing it would slow every attribute access asyncio makes.)
   PyObject* ready_queue = nullptr;
   PyObject* scheduled_heap = nullptr;
+  BusyState busy;  // loop thread only
 
  private:
   RingFile* OpenRing();

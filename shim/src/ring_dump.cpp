@@ -46,7 +46,7 @@ class ReadOnlyMapping {
 
 PyObject* HeaderDict(const HeaderSnapshot& h, const RingHeader* live) {
   return Py_BuildValue(
-      "{s:i,s:i,s:i,s:I,s:K,s:i,s:s,s:s,s:s#,s:I,s:K,s:K,s:K,s:K,s:I,s:d}", "version_major", h.version_major,
+      "{s:i,s:i,s:i,s:I,s:K,s:i,s:s,s:s,s:s#,s:I,s:K,s:K,s:K,s:K,s:I,s:d,s:d}", "version_major", h.version_major,
       "version_minor", h.version_minor, "pid", h.pid, "loop_id", h.loop_id, "process_start_ticks",
       static_cast<unsigned long long>(h.process_start_ticks), "thread_id", h.loop_thread_id, "loop_kind",
       h.loop_kind == LoopKind::kUvloop ? "uvloop" : "asyncio", "clock_kind",
@@ -56,7 +56,8 @@ PyObject* HeaderDict(const HeaderSnapshot& h, const RingHeader* live) {
       static_cast<unsigned long long>(live->read_pos.load(std::memory_order_acquire)), "dropped",
       static_cast<unsigned long long>(live->dropped.load(std::memory_order_relaxed)), "control",
       static_cast<unsigned long long>(live->control.load(std::memory_order_relaxed)), "writer_flags",
-      live->writer_flags.load(std::memory_order_relaxed), "clock_ns_per_tick", h.clock_ns_per_tick);
+      live->writer_flags.load(std::memory_order_relaxed), "clock_ns_per_tick", h.clock_ns_per_tick, "busy_seconds",
+      h.TicksToSeconds(live->busy_ticks.load(std::memory_order_relaxed)));
 }
 
 }  // namespace

@@ -5,11 +5,14 @@
 #include <string>
 
 #include "asyncio_hook.h"
+#include "busy_time.h"
 #include "callback_key.h"
 #include "loop_state.h"
+#include "protocol_hook.h"
 #include "ring_dump.h"
 #include "tick_clock.h"
 #include "uvloop_hook.h"
+#include "wrapper.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -52,6 +55,11 @@ PyObject* ClockInfo(PyObject* /*module*/, PyObject* /*unused*/) {
                        c.ns_per_tick);
 }
 
+PyObject* SetUvloopLayout(PyObject* /*module*/, PyObject* checked) {
+  SetUvloopLayoutChecked(PyObject_IsTrue(checked) > 0);
+  Py_RETURN_NONE;
+}
+
 PyObject* Loops(PyObject* /*module*/, PyObject* /*unused*/) { return RegistryStatusList(); }
 
 PyObject* LoopStatus(PyObject* /*module*/, PyObject* loop) {
@@ -81,7 +89,11 @@ PyMethodDef g_module_methods[] = {
     {"install_uvloop", InstallUvloopHook, METH_O, "install_uvloop(uvloop.Loop) -> bool (False: already)"},
     {"uninstall_uvloop", UninstallUvloopHook, METH_NOARGS, "put uvloop's own methods back"},
     {"clock", ClockInfo, METH_NOARGS, "the per-callback clock: {kind, ns_per_tick}"},
+    {"set_uvloop_layout_checked", SetUvloopLayout, METH_O,
+     "True only for uvloop versions whose Loop layout loopwatch verified (busy time via libuv)"},
     {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
+    {"instrument_protocol", LW_FASTCALL(InstrumentProtocol), METH_FASTCALL,
+     "instrument_protocol(protocol, loop, is_uvloop) -> methods wrapped (0: instance takes no attributes)"},
     {"loop_status", LoopStatus, METH_O, "loop_status(loop) -> the dict loops() has for it, or None"},
     {"close_all", CloseAll, METH_NOARGS, "close every ring (at exit); loops keep running unrecorded"},
     {"first_error", FirstError, METH_NOARGS, "why recording was disabled, or None"},
@@ -99,9 +111,9 @@ PyModuleDef g_module = {
 
 PyMODINIT_FUNC PyInit__shim() {
   using namespace loopwatch::shim;
-  if (!InitUvloopHook()) return nullptr;
+  if (!InitUvloopHook() || !InitWrapperType()) return nullptr;
   const char* clock = std::getenv("LOOPWATCH_CLOCK");  // "monotonic" forces the fallback clock
-  TickClock::Init(clock != nullptr && std::string(clock) == "monotonic");
+  TickClock::Init(clock != nullptr && std::string(clock) == "monotonic", CpuInfoFlags());
   PyObject* module = PyModule_Create(&g_module);
   if (module == nullptr) return nullptr;
   if (PyModule_AddIntConstant(module, "LAYOUT_VERSION_MAJOR", loopwatch::protocol::kVersionMajor) != 0 ||

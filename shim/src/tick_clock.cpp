@@ -81,8 +81,10 @@ TickCalibration CalibrateTsc(const TscPair& start, uint64_t min_interval_ns) {
   return c;
 }
 
-void TickClock::Init(bool force_monotonic) {
-  use_tsc_ = LOOPWATCH_HAVE_TSC && !force_monotonic && TscIsInvariant(CpuInfoFlags());
+void TickClock::Init(bool force_monotonic, std::string_view cpuinfo_flags) {
+  use_tsc_ = LOOPWATCH_HAVE_TSC && !force_monotonic && TscIsInvariant(cpuinfo_flags);
+  g_calibrated = false;
+  g_calibration = TickCalibration{};
   if (use_tsc_) g_start_pair = ReadTscPair();
 }
 

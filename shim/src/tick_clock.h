@@ -55,9 +55,11 @@ TickCalibration CalibrateTsc(const TscPair& start, uint64_t min_interval_ns);
 // The process's clock: chosen once (from the CPU flags, or forced by LOOPWATCH_CLOCK=monotonic).
 class TickClock {
  public:
-  // Chooses the kind now and takes the first calibration pair; the calibration finishes on the first
-  // call to Calibration() (usually much later: the first ring creation), so it rarely waits.
-  static void Init(bool force_monotonic);
+  // Chooses the kind now, from the flags line of /proc/cpuinfo (CpuInfoFlags(); tests pass their
+  // own), and takes the first calibration pair; the calibration finishes on the first call to
+  // Calibration() (usually much later: the first ring creation), so it rarely waits. Calling Init
+  // again starts over (tests only: samples already taken would change meaning).
+  static void Init(bool force_monotonic, std::string_view cpuinfo_flags);
   static const TickCalibration& Calibration();
 
   static inline uint64_t Now() {

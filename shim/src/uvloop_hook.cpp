@@ -13,6 +13,7 @@
 
 #include "callback_key.h"
 #include "clock.h"
+#include "current_sample.h"
 #include "loop_state.h"
 
 namespace loopwatch::shim {
@@ -64,12 +65,21 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   // A timer's due time stays in monotonic ns until now: converting needs the calibration, which is
   // final only once a ring exists (as it does here), never at scheduling time.
   const uint64_t due = t->due == 0 ? 0 : t->kind == SampleKind::kTimer ? MonoNsToTicks(t->due) : t->due;
-  sample.start_ticks = NowTicks();
-  PyObject* result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
-  sample.duration_ticks = NowTicks() - sample.start_ticks;
+  PyObject* result;
+  {
+    CurrentSampleScope current(&sample);
+    sample.start_ticks = NowTicks();
+    result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
+    sample.duration_ticks = NowTicks() - sample.start_ticks;
+  }
   Py_DECREF(callback);
   sample.lag_ticks = due == 0 ? protocol::kLagUnknown : sample.start_ticks > due ? sample.start_ticks - due : 0;
-  if (state->Ring() != nullptr) state->Push(sample);
+  if (state->Ring() != nullptr) {
+    state->Push(sample);
+    if (state->busy.uv_loop != nullptr && sample.start_ticks + sample.duration_ticks >= state->busy.next_update) {
+      UpdateUvloopBusy(state, sample.start_ticks + sample.duration_ticks);
+    }
+  }
   return result;
 }
 
@@ -187,7 +197,15 @@ PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, siz
   return result;
 }
 
+// call_soon, call_later and call_at belong to the loop thread (unlike call_soon_threadsafe), so
+// they may touch the uv_loop: the busy probe is installed from here, once per loop.
+void EnsureBusyProbe(PyObject* loop) {
+  LoopState* state = CachedStateForLoop(loop, LoopKind::kUvloop);
+  if (state != nullptr && !state->busy.probe_tried) InstallUvloopBusyProbe(state, loop);
+}
+
 PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  EnsureBusyProbe(self);
   return CallThrough(g_uv.base_call_soon, self, args, nargsf, kwnames, 0, NowTicks(), SampleKind::kReady);
 }
 
@@ -202,6 +220,7 @@ PyObject* LoopCallLater(PyObject* self, PyObject* const* args, size_t nargsf, Py
     if (PyErr_Occurred()) PyErr_Clear();  // uvloop reports a bad delay itself
     else if (std::isfinite(delay)) due = MonotonicNs() + SecondsToNs(delay);
   }
+  EnsureBusyProbe(self);
   return CallThrough(g_uv.base_call_later, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
 }
 

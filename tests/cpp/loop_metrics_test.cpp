@@ -222,6 +222,14 @@ TEST_F(LoopMetricsTest, MirrorsTheWritersDropCounterByDeltas) {
   EXPECT_EQ(Read().Value("loopwatch_dropped_samples_total", kLoop), 12.0);
 }
 
+TEST_F(LoopMetricsTest, MirrorsTheWritersBusyTicksAsSecondsByDeltas) {
+  auto metrics = Make();
+  metrics->MirrorBusy(2 * kMs);
+  metrics->MirrorBusy(kMs);  // never goes down
+  metrics->MirrorBusy(5 * kMs);
+  EXPECT_NEAR(Read().Value("loopwatch_loop_busy_seconds_total", kLoop).value_or(-1), 0.005, 1e-12);
+}
+
 TEST_F(LoopMetricsTest, DestructionRemovesEverySeriesOfTheLoop) {
   auto metrics = Make(2);
   metrics->AddName(kFirstNameId, "a");
@@ -232,6 +240,7 @@ TEST_F(LoopMetricsTest, DestructionRemovesEverySeriesOfTheLoop) {
   const MetricReader read = Read();
   for (const char* family : {"loopwatch_callback_duration_seconds", "loopwatch_loop_lag_seconds", "loopwatch_loop_handles",
                              "loopwatch_callbacks_total", "loopwatch_slow_callbacks_total", "loopwatch_dropped_samples_total",
+                             "loopwatch_loop_busy_seconds_total",
                              "loopwatch_callback_name_evictions_total", "loopwatch_loop_info",
                              "loopwatch_named_callback_duration_seconds"}) {
     EXPECT_EQ(read.Count(family), 0u) << family;

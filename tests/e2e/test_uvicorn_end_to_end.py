@@ -245,6 +245,16 @@ def test_stall_in_one_uvicorn_worker_is_measured_and_attributed(loop, stack, rin
         f"(b)/(c) the stall on worker {pid_p} is not visible: {evidence}\n"
         f"before: {before}\nafter:  {after}\n{describe(metrics, pid_p)}\nrequests: {results}")
 
+    # (g) I/O coverage: the request's bytes reach uvicorn's protocol through data_received, called by
+    # libuv (uvloop) or inside the selector's read handle (asyncio); it is timed under its own name,
+    # and busy time (loop time outside the poll) is exported for the worker.
+    io_names = {h.labels.get("callback", "") for h in metrics.histograms(
+        "loopwatch_named_callback_duration_seconds", service=SERVICE, pid=str(pid_p)) if h.count > 0}
+    assert any(name.endswith("HttpToolsProtocol.data_received") for name in io_names), (
+        f"(g) no HttpToolsProtocol.data_received series for pid {pid_p}: {sorted(io_names)}")
+    busy = [s.value for s in metrics.samples("loopwatch_loop_busy_seconds_total", service=SERVICE, pid=str(pid_p))]
+    assert busy and busy[0] >= BLOCK_MS / 1000, f"(g) busy seconds for pid {pid_p}: {busy}"
+
     # (d) /api/status lists a live ring for each worker.
     status = http_json(agent_url + "/api/status")
     rings = status["rings"]

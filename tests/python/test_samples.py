@@ -73,7 +73,8 @@ def test_on_time_timer_has_small_lag(loop):
 
     loop.run_until_complete(main())
     hits = named(recorded(loop), "punctual")
-    assert len(hits) == 1 and hits[0].lag < 0.015
+    # On time means far below the late-timer case (>= 80 ms); 40 ms leaves room for a loaded machine.
+    assert len(hits) == 1 and hits[0].lag < 0.04
 
 
 def test_task_steps_are_named_after_the_coroutine_with_file_and_line(loop):

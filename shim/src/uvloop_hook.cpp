@@ -33,12 +33,36 @@ struct Trampoline {
   bool counted;         // still included in state->pending
 };
 
+// A method of the Cython base loop. When it is a METH_FASTCALL|METH_KEYWORDS method descriptor (as
+// Cython makes them), we call its C function directly: `self` is a uvloop.Loop, so the descriptor's
+// per-call type check would only repeat what install already knows.
+struct BaseMethod {
+  PyObject* descriptor = nullptr;
+  _PyCFunctionFastWithKeywords direct = nullptr;
+
+  PyObject* Call(PyObject* const* stack_with_self, Py_ssize_t nargs, PyObject* kwnames) const {
+    if (direct != nullptr) return direct(stack_with_self[0], stack_with_self + 1, nargs, kwnames);
+    return PyObject_Vectorcall(descriptor, stack_with_self, static_cast<size_t>(1 + nargs), kwnames);
+  }
+  static BaseMethod Of(PyObject* base, const char* name) {
+    BaseMethod m;
+    m.descriptor = PyObject_GetAttrString(base, name);
+    if (m.descriptor != nullptr && Py_IS_TYPE(m.descriptor, &PyMethodDescr_Type)) {
+      PyMethodDef* def = reinterpret_cast<PyMethodDescrObject*>(m.descriptor)->d_method;
+      if ((def->ml_flags & (METH_FASTCALL | METH_KEYWORDS | METH_METHOD)) == (METH_FASTCALL | METH_KEYWORDS)) {
+        m.direct = reinterpret_cast<_PyCFunctionFastWithKeywords>(reinterpret_cast<void (*)()>(def->ml_meth));
+      }
+    }
+    return m;
+  }
+};
+
 struct UvloopHook {
   PyObject* loop_type = nullptr;  // uvloop.Loop (the Python subclass)
-  PyObject* base_call_soon = nullptr;
-  PyObject* base_call_soon_threadsafe = nullptr;
-  PyObject* base_call_later = nullptr;
-  PyObject* base_call_at = nullptr;
+  BaseMethod base_call_soon;
+  BaseMethod base_call_soon_threadsafe;
+  BaseMethod base_call_later;
+  BaseMethod base_call_at;
   bool installed = false;
 };
 UvloopHook g_uv;
@@ -145,7 +169,7 @@ PyTypeObject g_trampoline_type = [] {
   return t;
 }();
 
-PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due, SampleKind kind) {
+PyObject* NewTrampoline(LoopState* state, PyObject* callback, uint64_t due, SampleKind kind) {
   Trampoline* t;
   if (g_free_count > 0) {
     t = g_free_list[--g_free_count];
@@ -156,7 +180,7 @@ PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due, Sample
   }
   t->vectorcall = TrampolineCall;
   t->callback = Py_NewRef(callback);
-  t->state = CachedStateForLoop(loop, LoopKind::kUvloop);
+  t->state = state;
   if (t->state != nullptr) {
     t->state->Retain();
     ++t->state->pending;
@@ -170,8 +194,8 @@ PyObject* NewTrampoline(PyObject* loop, PyObject* callback, uint64_t due, Sample
 
 // Calls `base(self, <args with args[callback_index] replaced by a trampoline>, **kw)`.
 // Anything unusual (too few args, a non-callable) goes to uvloop untouched so it raises as usual.
-PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
-                      Py_ssize_t callback_index, uint64_t due, SampleKind kind) {
+PyObject* CallThrough(const BaseMethod& base, PyObject* self, LoopState* state, PyObject* const* args, size_t nargsf,
+                      PyObject* kwnames, Py_ssize_t callback_index, uint64_t due, SampleKind kind) {
   const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
   const Py_ssize_t total = 1 + nargs + nkw;
@@ -184,54 +208,57 @@ PyObject* CallThrough(PyObject* base, PyObject* self, PyObject* const* args, siz
   // Already wrapped: uvloop's own call_at calls self.call_later, which lands here again.
   if (nargs > callback_index && Py_TYPE(args[callback_index]) != &g_trampoline_type &&
       PyCallable_Check(args[callback_index]) && !PyCoro_CheckExact(args[callback_index])) {
-    trampoline = NewTrampoline(self, args[callback_index], due, kind);
+    trampoline = NewTrampoline(state, args[callback_index], due, kind);
     if (trampoline == nullptr) {
       if (stack != small) PyMem_Free(stack);
       return nullptr;
     }
     stack[1 + callback_index] = trampoline;
   }
-  PyObject* result = PyObject_Vectorcall(base, stack, static_cast<size_t>(1 + nargs), kwnames);
+  PyObject* result = base.Call(stack, nargs, kwnames);
   Py_XDECREF(trampoline);
   if (stack != small) PyMem_Free(stack);
   return result;
 }
 
 // call_soon, call_later and call_at belong to the loop thread (unlike call_soon_threadsafe), so
-// they may touch the uv_loop: the busy probe is installed from here, once per loop.
-void EnsureBusyProbe(PyObject* loop) {
+// they may touch the uv_loop: the busy probe is installed from them, once per loop.
+LoopState* LoopThreadState(PyObject* loop) {
   LoopState* state = CachedStateForLoop(loop, LoopKind::kUvloop);
   if (state != nullptr && !state->busy.probe_tried) InstallUvloopBusyProbe(state, loop);
+  return state;
 }
 
 PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  EnsureBusyProbe(self);
-  return CallThrough(g_uv.base_call_soon, self, args, nargsf, kwnames, 0, NowTicks(), SampleKind::kReady);
+  return CallThrough(g_uv.base_call_soon, self, LoopThreadState(self), args, nargsf, kwnames, 0, NowTicks(),
+                     SampleKind::kReady);
 }
 
 PyObject* LoopCallSoonThreadsafe(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  return CallThrough(g_uv.base_call_soon_threadsafe, self, args, nargsf, kwnames, 0, NowTicks(), SampleKind::kReady);
+  return CallThrough(g_uv.base_call_soon_threadsafe, self, CachedStateForLoop(self, LoopKind::kUvloop), args, nargsf,
+                     kwnames, 0, NowTicks(), SampleKind::kReady);
+}
+
+// A timer's due time in CLOCK_MONOTONIC ns (0 if unknown); uvloop itself validates the argument.
+uint64_t DueNs(PyObject* const* args, size_t nargsf, bool relative) {
+  if (PyVectorcall_NARGS(nargsf) == 0) return 0;
+  const double seconds = PyFloat_AsDouble(args[0]);
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    return 0;
+  }
+  if (!std::isfinite(seconds)) return 0;
+  return relative ? MonotonicNs() + SecondsToNs(seconds) : SecondsToNs(seconds);
 }
 
 PyObject* LoopCallLater(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  uint64_t due = 0;
-  if (PyVectorcall_NARGS(nargsf) > 0) {
-    const double delay = PyFloat_AsDouble(args[0]);
-    if (PyErr_Occurred()) PyErr_Clear();  // uvloop reports a bad delay itself
-    else if (std::isfinite(delay)) due = MonotonicNs() + SecondsToNs(delay);
-  }
-  EnsureBusyProbe(self);
-  return CallThrough(g_uv.base_call_later, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
+  return CallThrough(g_uv.base_call_later, self, LoopThreadState(self), args, nargsf, kwnames, 1,
+                     DueNs(args, nargsf, /*relative=*/true), SampleKind::kTimer);
 }
 
 PyObject* LoopCallAt(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  uint64_t due = 0;
-  if (PyVectorcall_NARGS(nargsf) > 0) {
-    const double when = PyFloat_AsDouble(args[0]);
-    if (PyErr_Occurred()) PyErr_Clear();
-    else if (std::isfinite(when)) due = SecondsToNs(when);
-  }
-  return CallThrough(g_uv.base_call_at, self, args, nargsf, kwnames, 1, due, SampleKind::kTimer);
+  return CallThrough(g_uv.base_call_at, self, LoopThreadState(self), args, nargsf, kwnames, 1,
+                     DueNs(args, nargsf, /*relative=*/false), SampleKind::kTimer);
 }
 
 #define LW_FASTCALL_KW(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn))
@@ -263,12 +290,12 @@ PyObject* InstallUvloopHook(PyObject* /*module*/, PyObject* loop_type) {
   // The Cython loop's own methods, called after the callback is wrapped.
   auto* base = reinterpret_cast<PyObject*>(type->tp_base);
   UvloopHook h;
-  h.base_call_soon = PyObject_GetAttrString(base, "call_soon");
-  h.base_call_soon_threadsafe = PyObject_GetAttrString(base, "call_soon_threadsafe");
-  h.base_call_later = PyObject_GetAttrString(base, "call_later");
-  h.base_call_at = PyObject_GetAttrString(base, "call_at");
-  if (h.base_call_soon == nullptr || h.base_call_soon_threadsafe == nullptr || h.base_call_later == nullptr ||
-      h.base_call_at == nullptr) {
+  h.base_call_soon = BaseMethod::Of(base, "call_soon");
+  h.base_call_soon_threadsafe = BaseMethod::Of(base, "call_soon_threadsafe");
+  h.base_call_later = BaseMethod::Of(base, "call_later");
+  h.base_call_at = BaseMethod::Of(base, "call_at");
+  if (h.base_call_soon.descriptor == nullptr || h.base_call_soon_threadsafe.descriptor == nullptr ||
+      h.base_call_later.descriptor == nullptr || h.base_call_at.descriptor == nullptr) {
     return nullptr;
   }
   h.loop_type = Py_NewRef(loop_type);

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "current_sample.h"
 #include "loop_state.h"
+#include "wrapper.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -23,6 +24,7 @@ using protocol::LoopKind;
 using protocol::Sample;
 using protocol::SampleKind;
 
+// Starts like a Wrapper (wrapper.h), so it shares its forwarding slots; adds timing fields.
 struct Trampoline {
   PyObject_HEAD
   vectorcallfunc vectorcall;
@@ -32,6 +34,9 @@ struct Trampoline {
   SampleKind kind;
   bool counted;         // still included in state->pending
 };
+static_assert(offsetof(Trampoline, vectorcall) == offsetof(Wrapper, vectorcall));
+static_assert(offsetof(Trampoline, callback) == offsetof(Wrapper, target));
+static_assert(offsetof(Trampoline, state) == offsetof(Wrapper, state));
 
 // A method of the Cython base loop. When it is a METH_FASTCALL|METH_KEYWORDS method descriptor (as
 // Cython makes them), we call its C function directly: `self` is a uvloop.Loop, so the descriptor's
@@ -107,16 +112,6 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   return result;
 }
 
-int TrampolineTraverse(PyObject* self, visitproc visit, void* arg) {
-  Py_VISIT(reinterpret_cast<Trampoline*>(self)->callback);
-  return 0;
-}
-
-int TrampolineClear(PyObject* self) {
-  Py_CLEAR(reinterpret_cast<Trampoline*>(self)->callback);
-  return 0;
-}
-
 // Freed trampolines are kept for reuse (GIL-protected): a loop running at full speed allocates
 // none. Bounded so a burst of pending callbacks does not pin memory afterwards.
 constexpr int kFreeListMax = 256;
@@ -138,33 +133,13 @@ void TrampolineDealloc(PyObject* self) {
 }
 
 // Formatting code (asyncio's _format_callback_source, reprs in exception reports, inspect.unwrap)
-// sees the real callback: attributes the trampoline lacks are read from it, and __wrapped__ is it.
-PyObject* TrampolineGetAttr(PyObject* self, PyObject* name) {
-  PyObject* attr = PyObject_GenericGetAttr(self, name);
-  if (attr != nullptr || !PyErr_ExceptionMatches(PyExc_AttributeError)) return attr;
-  PyErr_Clear();
-  return PyObject_GetAttr(reinterpret_cast<Trampoline*>(self)->callback, name);
-}
-
-PyObject* TrampolineRepr(PyObject* self) { return PyObject_Repr(reinterpret_cast<Trampoline*>(self)->callback); }
-
-PyObject* TrampolineWrapped(PyObject* self, void*) { return Py_NewRef(reinterpret_cast<Trampoline*>(self)->callback); }
-
-PyGetSetDef g_trampoline_getset[] = {{"__wrapped__", TrampolineWrapped, nullptr, nullptr, nullptr}, {}};
-
+// sees the real callback: the forwarding slots read attributes and repr from it.
 PyTypeObject g_trampoline_type = [] {
   PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
   t.tp_name = "loopwatch._shim.Trampoline";
   t.tp_basicsize = sizeof(Trampoline);
-  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
-  t.tp_vectorcall_offset = offsetof(Trampoline, vectorcall);
-  t.tp_call = PyVectorcall_Call;
+  SetForwardingSlots(t);
   t.tp_dealloc = TrampolineDealloc;
-  t.tp_traverse = TrampolineTraverse;
-  t.tp_clear = TrampolineClear;
-  t.tp_getattro = TrampolineGetAttr;
-  t.tp_repr = TrampolineRepr;
-  t.tp_getset = g_trampoline_getset;
   t.tp_doc = "loopwatch: times one uvloop callback";
   return t;
 }();

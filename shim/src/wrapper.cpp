@@ -41,20 +41,24 @@ PyTypeObject g_wrapper_type = [] {
   PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
   t.tp_name = "loopwatch._shim.Wrapper";
   t.tp_basicsize = sizeof(Wrapper);
-  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
-  t.tp_vectorcall_offset = offsetof(Wrapper, vectorcall);
-  t.tp_call = PyVectorcall_Call;
+  SetForwardingSlots(t);
   t.tp_dealloc = WrapperDealloc;
-  t.tp_traverse = WrapperTraverse;
-  t.tp_clear = WrapperClear;
-  t.tp_getattro = WrapperGetAttr;
-  t.tp_repr = WrapperRepr;
-  t.tp_getset = g_wrapper_getset;
   t.tp_doc = "loopwatch: a timed stand-in for a callable";
   return t;
 }();
 
 }  // namespace
+
+void SetForwardingSlots(PyTypeObject& t) {
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+  t.tp_vectorcall_offset = offsetof(Wrapper, vectorcall);
+  t.tp_call = PyVectorcall_Call;
+  t.tp_traverse = WrapperTraverse;
+  t.tp_clear = WrapperClear;
+  t.tp_getattro = WrapperGetAttr;
+  t.tp_repr = WrapperRepr;
+  t.tp_getset = g_wrapper_getset;
+}
 
 bool InitWrapperType() { return PyType_Ready(&g_wrapper_type) == 0; }
 

@@ -18,6 +18,11 @@ struct Wrapper {
   LoopState* state;  // retained; nullptr if the loop cannot be tracked
 };
 
+// Makes `type` a forwarding callable like Wrapper: vectorcall at Wrapper's offset, GC over the
+// target, attributes/repr/__wrapped__ from the target. For types whose objects start like a Wrapper
+// (the uvloop Trampoline); they add their own fields after `state` and their own tp_dealloc.
+void SetForwardingSlots(PyTypeObject& type);
+
 bool InitWrapperType();
 // New reference. Takes a new reference to `target` and retains `state`.
 PyObject* NewWrapper(PyObject* target, LoopState* state, vectorcallfunc call);

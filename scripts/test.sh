@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds, and runs every test: the C++ unit tests (CTest), the Python shim
-# tests and the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus). This is the
+# tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus) and the benchmarks'
+# smoke run (bench/run.sh --quick: they complete and print every row; no timing asserted). This is the
 # README's "Run all tests" command and what CI runs (.ci/run). A failed install or build stops it;
 # every test suite runs, and any failure (a suite that collects nothing included) fails the script.
 #
@@ -63,4 +64,6 @@ step "Python shim tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cachepro
 # shellcheck disable=SC2086
 step "end-to-end tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e \
   ${PYTEST_ARGS:-} || status=1
+# The benchmarks' smoke run (about 1 minute): each completes and prints every row. No timing is asserted.
+step "benchmarks (bench/run.sh --quick)" bash bench/run.sh --quick || status=1
 exit "$status"

@@ -77,6 +77,34 @@ RingFile::RingFile(std::string path, int fd, void* data, std::size_t length, con
   reader_ = protocol::RingReader(live, reinterpret_cast<const protocol::Sample*>(bytes + header_.ring_offset),
                                  header_.ring_capacity);
   names_ = protocol::NameTableReader(live, bytes + header_.names_offset, header_.names_capacity);
+  released_pos_ = reader_.read_pos();
+}
+
+void RingFile::ReleaseDrainedPages() {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  constexpr uint64_t kReleaseChunkRecords = (64u << 10) / sizeof(protocol::Sample);
+  const uint64_t read_pos = reader_.read_pos();
+  if (read_pos - released_pos_ < kReleaseChunkRecords) return;
+  const uint64_t capacity = header_.ring_capacity;
+  const uint64_t from = read_pos - released_pos_ > capacity ? read_pos - capacity : released_pos_;
+  auto* ring = static_cast<unsigned char*>(data_) + header_.ring_offset;
+  // Whole pages inside records [first, last) of the ring (CheckHeader: they lie inside the mapping).
+  auto release = [ring](uint64_t first, uint64_t last) {
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(ring + first * sizeof(protocol::Sample)) + page - 1) & ~(page - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(ring + last * sizeof(protocol::Sample)) & ~(page - 1);
+    if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  };
+  const uint64_t start = from & (capacity - 1);
+  const uint64_t count = read_pos - from;
+  if (start + count <= capacity) {
+    release(start, start + count);
+  } else {
+    release(start, capacity);
+    release(0, start + count - capacity);
+  }
+  // The page holding read_pos is only partly drained: start there next time.
+  const uint64_t records_per_page = page / sizeof(protocol::Sample);
+  released_pos_ = read_pos - read_pos % records_per_page;
 }
 
 RingFile::~RingFile() {

@@ -58,6 +58,7 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
     MarkCorrupt("corrupt_names");
     return total;
   }
+  file_->ReleaseDrainedPages();
   // Relaxed: a statistic the writer bumps on its own; an exact moment does not matter.
   metrics.MirrorDropped(file_->live_header().dropped.load(std::memory_order_relaxed));
   metrics.MirrorBusy(file_->live_header().busy_ticks.load(std::memory_order_relaxed));  // relaxed: a statistic

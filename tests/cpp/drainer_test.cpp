@@ -7,8 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #include "agent.h"
 #include "metric_reader.h"
@@ -155,6 +160,49 @@ TEST_F(DrainerTest, RemovesCorruptRingFileWhenItsWriterIsGone) {
 TEST_F(DrainerTest, TellsTheShimAnAgentIsAttached) {
   MapLiveRing();
   EXPECT_NE(ring_->header()->control.load() & protocol::kControlValid, 0u);
+}
+
+}  // namespace
+}  // namespace loopwatch::agent
+
+namespace loopwatch::agent {
+namespace {
+
+// Resident kB of each mapping of `path` in this process (/proc/self/smaps "Rss:"). The test maps the
+// file twice: as the writer (TestRing) and as the agent (RingFile).
+std::vector<long> MappingRssKb(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  std::vector<long> rss;
+  bool in_mapping = false;
+  while (std::getline(smaps, line)) {
+    const bool header = !line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find(' ') > line.find('-');
+    if (header) {
+      in_mapping = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (in_mapping && line.rfind("Rss:", 0) == 0) {
+      rss.push_back(std::stol(line.substr(4)));
+    }
+  }
+  return rss;
+}
+
+TEST_F(DrainerTest, DrainedRingPagesDoNotStayInTheAgentsMemory) {
+  TestRingOptions options;
+  options.geometry.ring_capacity = 1u << 15;  // 1 MiB of records
+  MapLiveRing(options);
+  const std::string path = ring_->path();
+  uint64_t drained = 0;
+  for (int round = 0; round < 4; ++round) {  // 4 x 30000 records: the ring wraps 3.6 times
+    for (int i = 0; i < 30000; ++i) ASSERT_TRUE(ring_->Push(kMs));
+    drained += agent_.Drain(t0_);
+  }
+  EXPECT_EQ(drained, 120000u);
+  // Without releasing, the agent's mapping would hold all 1024 KiB of record pages, as the writer's
+  // does; now at most the header, names and the partly drained tail (< one 64 KiB chunk + a page).
+  const std::vector<long> rss = MappingRssKb(path);
+  ASSERT_EQ(rss.size(), 2u);
+  EXPECT_GE(*std::max_element(rss.begin(), rss.end()), 1024);  // the writer's: every record page
+  EXPECT_LT(*std::min_element(rss.begin(), rss.end()), 128);   // the agent's
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // jobs (Scan, Drain). main() drives it from Asio timers; tests drive it by calling the jobs directly.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -29,8 +30,8 @@ struct AgentOptions {
   AggregationOptions aggregation;
 };
 
-// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), registry() and
-// scrape_counter() may be used from any thread.
+// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), MetricsText(),
+// registry() and scrape_counter() may be used from any thread.
 class Agent {
  public:
   using Clock = std::chrono::steady_clock;
@@ -45,6 +46,9 @@ class Agent {
 
   // The /api/status body as of the last Scan or Drain.
   std::string StatusJson() const;
+  // The /metrics body: counts the scrape (before collecting, see scrape_counter.h), collects the
+  // registry and writes text format 0.0.4. Thread safe.
+  std::string MetricsText();
   // Builds the status from the rings (Asio thread only).
   AgentStatus BuildStatus() const;
 
@@ -59,6 +63,7 @@ class Agent {
   const std::string ring_dir_;
   const std::shared_ptr<prometheus::Registry> registry_;
   const std::shared_ptr<ScrapeCounter> scrape_counter_;
+  std::atomic<std::size_t> last_exposition_size_{0};
   LoopFamilies families_;
   AgentMetrics metrics_;
   RingDirectory directory_;

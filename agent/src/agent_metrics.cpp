@@ -35,7 +35,12 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry)
                           .Name("loopwatch_agent_drain_duration_seconds")
                           .Help("Duration of one drain cycle over all rings.")
                           .Register(registry)
-                          .Add({}, SecondsBuckets())) {
+                          .Add({}, SecondsBuckets())),
+      scrape_duration_(BuildHistogram()
+                           .Name("loopwatch_agent_scrape_duration_seconds")
+                           .Help("Time to collect and write one /metrics response.")
+                           .Register(registry)
+                           .Add({}, SecondsBuckets())) {
   // Every reason exists from the start at 0, so rate() and alerts work before the first refusal.
   for (auto e = static_cast<uint8_t>(protocol::HeaderError::kTooSmall);
        e <= static_cast<uint8_t>(protocol::HeaderError::kBadClock); ++e) {
@@ -67,5 +72,7 @@ void AgentMetrics::CountDrained(uint64_t samples) {
 }
 
 void AgentMetrics::ObserveDrainCycle(double seconds) { drain_duration_.Observe(seconds); }
+
+void AgentMetrics::ObserveScrape(double seconds) { scrape_duration_.Observe(seconds); }
 
 }  // namespace loopwatch::agent

@@ -29,6 +29,8 @@ class AgentMetrics {
   void CountRetired();
   void CountDrained(uint64_t samples);
   void ObserveDrainCycle(double seconds);
+  // Thread safe (a prometheus-cpp histogram only): called on CivetWeb threads.
+  void ObserveScrape(double seconds);
 
   uint64_t samples_drained() const { return samples_drained_; }
   uint64_t rings_retired() const { return rings_retired_; }
@@ -41,6 +43,7 @@ class AgentMetrics {
   prometheus::Counter& retired_;
   prometheus::Counter& drained_;
   prometheus::Histogram& drain_duration_;
+  prometheus::Histogram& scrape_duration_;
   std::map<std::string, uint64_t, std::less<>> refused_;
   uint64_t samples_drained_ = 0;
   uint64_t rings_retired_ = 0;

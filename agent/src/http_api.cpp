@@ -13,6 +13,7 @@ namespace loopwatch::agent {
 namespace {
 
 constexpr std::string_view kStatusUri = "/api/status";
+constexpr std::string_view kMetricsUri = "/metrics";
 
 // The one active HttpApi (see http_api.h). Acquire/release pair the constructor's publication
 // with the CivetWeb threads' reads.
@@ -30,7 +31,7 @@ void Reply(mg_connection* connection, int code, std::string_view reason, std::st
 
 }  // namespace
 
-HttpApi::HttpApi(StatusSource status) : status_(std::move(status)) {
+HttpApi::HttpApi(StatusSource status, MetricsSource metrics) : status_(std::move(status)), metrics_(std::move(metrics)) {
   callbacks_.begin_request = &HttpApi::BeginRequest;
   const HttpApi* expected = nullptr;
   if (!g_active.compare_exchange_strong(expected, this, std::memory_order_acq_rel)) {
@@ -50,7 +51,10 @@ int HttpApi::BeginRequest(mg_connection* connection) {
 
 int HttpApi::Serve(mg_connection* connection) const {
   const mg_request_info* request = mg_get_request_info(connection);
-  if (request == nullptr || request->local_uri == nullptr || kStatusUri != request->local_uri) return 0;
+  if (request == nullptr || request->local_uri == nullptr) return 0;
+  const std::string_view uri = request->local_uri;
+  const bool is_status = uri == kStatusUri;
+  if (!is_status && !(uri == kMetricsUri && metrics_)) return 0;
   const std::string_view method = request->request_method != nullptr ? request->request_method : "";
   if (method != "GET" && method != "HEAD") {
     Reply(connection, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", false);
@@ -58,12 +62,13 @@ int HttpApi::Serve(mg_connection* connection) const {
   }
   std::string body;
   try {
-    body = status_();
+    body = is_status ? status_() : metrics_();
   } catch (const std::exception& e) {
     Reply(connection, 500, "Internal Server Error", "text/plain", std::string(e.what()) + "\n", method == "HEAD");
     return 500;
   }
-  Reply(connection, 200, "OK", "application/json", body, method == "HEAD");
+  Reply(connection, 200, "OK", is_status ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body,
+        method == "HEAD");
   return 200;
 }
 

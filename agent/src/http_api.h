@@ -1,6 +1,7 @@
-// Serves GET /api/status from the Exposer's own CivetWeb server. prometheus::Exposer takes a
-// `const CivetCallbacks*`; our begin_request callback answers /api/status and returns 0 for every
-// other URI, so the Exposer serves /metrics (and 404s the rest: no document root is configured).
+// Serves GET /api/status and GET /metrics from the Exposer's own CivetWeb server. prometheus::Exposer
+// takes a `const CivetCallbacks*`; our begin_request callback answers those two URIs and returns 0 for
+// every other one, so the Exposer 404s the rest (no document root is configured). /metrics is served
+// here so that it uses the fast writer of text_exposition.h.
 //
 // CivetWeb's begin_request carries no user pointer the Exposer lets us set, so the active HttpApi is
 // found through a process-wide slot: at most one HttpApi may exist at a time, and it must outlive the
@@ -16,10 +17,12 @@ namespace loopwatch::agent {
 
 class HttpApi {
  public:
-  // Produces the /api/status body. Called on CivetWeb threads: must be thread safe.
+  // Produce the /api/status body and the /metrics body (text format 0.0.4). Called on CivetWeb
+  // threads: must be thread safe. An empty MetricsSource leaves /metrics to the Exposer.
   using StatusSource = std::function<std::string()>;
+  using MetricsSource = std::function<std::string()>;
 
-  explicit HttpApi(StatusSource status);
+  explicit HttpApi(StatusSource status, MetricsSource metrics = {});
   ~HttpApi();
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;
@@ -31,6 +34,7 @@ class HttpApi {
   int Serve(mg_connection* connection) const;
 
   const StatusSource status_;
+  const MetricsSource metrics_;
   CivetCallbacks callbacks_;
 };
 

@@ -40,7 +40,9 @@ int Run(const AgentConfig& config) {
   }
 
   Agent agent({config.ring_dir, {config.top_k, config.slow_threshold_ms / 1000.0}});
-  HttpApi api([&agent] { return agent.StatusJson(); });  // outlives the exposer (declared first)
+  // Outlives the exposer (declared first). It serves /metrics itself (text_exposition.h); the
+  // Exposer provides the CivetWeb server and 404s every other path.
+  HttpApi api([&agent] { return agent.StatusJson(); }, [&agent] { return agent.MetricsText(); });
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(address->civetweb_spec, 2, api.callbacks());
@@ -48,9 +50,6 @@ int Run(const AgentConfig& config) {
     spdlog::error("cannot listen on {}: {}", config.listen_address, e.what());
     return 1;
   }
-  // The scrape counter first: see scrape_counter.h.
-  exposer->RegisterCollectable(agent.scrape_counter());
-  exposer->RegisterCollectable(agent.registry());
   const auto ports = exposer->GetListeningPorts();
   const std::string host = address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
   spdlog::info("loopwatch-agent {} listening on http://{}:{} (ring dir {}, drain every {} ms, scan every {} ms)",

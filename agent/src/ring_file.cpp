@@ -81,17 +81,23 @@ RingFile::RingFile(std::string path, int fd, void* data, std::size_t length, con
 }
 
 void RingFile::ReleaseDrainedPages() {
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  constexpr uint64_t kReleaseChunkRecords = (64u << 10) / sizeof(protocol::Sample);
+  // The kernel maps a whole aligned fault-around window (fault_around_bytes, 64 KiB) on a read fault,
+  // so pages just behind read_pos come back whenever the page at read_pos is touched. Only whole
+  // windows that are fully drained are released; the window holding read_pos never is.
+  constexpr uintptr_t kWindow = 64u << 10;
+  constexpr uint64_t kMinRelease = 2 * kWindow / sizeof(protocol::Sample);
   const uint64_t read_pos = reader_.read_pos();
-  if (read_pos - released_pos_ < kReleaseChunkRecords) return;
+  if (read_pos - released_pos_ < kMinRelease) return;
   const uint64_t capacity = header_.ring_capacity;
   const uint64_t from = read_pos - released_pos_ > capacity ? read_pos - capacity : released_pos_;
   auto* ring = static_cast<unsigned char*>(data_) + header_.ring_offset;
-  // Whole pages inside records [first, last) of the ring (CheckHeader: they lie inside the mapping).
+  auto address = [ring, capacity](uint64_t pos) {
+    return reinterpret_cast<uintptr_t>(ring + (pos & (capacity - 1)) * sizeof(protocol::Sample));
+  };
+  // Whole windows inside records [first, last) of the ring (CheckHeader: they lie inside the mapping).
   auto release = [ring](uint64_t first, uint64_t last) {
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(ring + first * sizeof(protocol::Sample)) + page - 1) & ~(page - 1);
-    const uintptr_t end = reinterpret_cast<uintptr_t>(ring + last * sizeof(protocol::Sample)) & ~(page - 1);
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(ring + first * sizeof(protocol::Sample)) + kWindow - 1) & ~(kWindow - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(ring + last * sizeof(protocol::Sample)) & ~(kWindow - 1);
     if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   };
   const uint64_t start = from & (capacity - 1);
@@ -102,9 +108,8 @@ void RingFile::ReleaseDrainedPages() {
     release(start, capacity);
     release(0, start + count - capacity);
   }
-  // The page holding read_pos is only partly drained: start there next time.
-  const uint64_t records_per_page = page / sizeof(protocol::Sample);
-  released_pos_ = read_pos - read_pos % records_per_page;
+  // Next time, start at the window holding read_pos (partly drained, so not released yet).
+  released_pos_ = read_pos - (address(read_pos) & (kWindow - 1)) / sizeof(protocol::Sample);
 }
 
 RingFile::~RingFile() {

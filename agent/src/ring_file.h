@@ -55,8 +55,8 @@ class RingFile {
 
   // Drops the agent's mapping of ring pages it has drained (MADV_DONTNEED on a shared tmpfs mapping
   // only unmaps them from this process; the data stays in the file for the writer). Without it every
-  // ring page the writer ever touched counts in the agent's RSS: 4 MiB per default ring. Releases in
-  // chunks of kReleaseChunkRecords, so a busy ring costs one syscall per 64 KiB drained.
+  // ring page the writer ever touched counts in the agent's RSS: 4 MiB per default ring. Releases
+  // whole 64 KiB windows, at least two at a time: one syscall per 128 KiB drained.
   void ReleaseDrainedPages();
 
  private:

@@ -198,11 +198,12 @@ TEST_F(DrainerTest, DrainedRingPagesDoNotStayInTheAgentsMemory) {
   }
   EXPECT_EQ(drained, 120000u);
   // Without releasing, the agent's mapping would hold all 1024 KiB of record pages, as the writer's
-  // does; now at most the header, names and the partly drained tail (< one 64 KiB chunk + a page).
+  // does; now at most the header, names and the undrained tail (< two 64 KiB release windows and
+  // the kernel's 64 KiB fault-around window).
   const std::vector<long> rss = MappingRssKb(path);
   ASSERT_EQ(rss.size(), 2u);
   EXPECT_GE(*std::max_element(rss.begin(), rss.end()), 1024);  // the writer's: every record page
-  EXPECT_LT(*std::min_element(rss.begin(), rss.end()), 128);   // the agent's
+  EXPECT_LT(*std::min_element(rss.begin(), rss.end()), 256);   // the agent's
 }
 
 }  // namespace

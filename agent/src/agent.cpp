@@ -35,15 +35,11 @@ uint64_t Agent::Drain(Clock::time_point now) {
 
 std::string Agent::StatusJson() const { return RenderStatusJson(board_.Snapshot()); }
 
-std::string Agent::MetricsText() {
+void Agent::AppendMetricsText(std::string& out) {
   const auto started = Clock::now();
   scrape_counter_->Collect();  // counts this scrape before anything is collected
-  std::string text;
-  text.reserve(last_exposition_size_.load(std::memory_order_relaxed) + 4096);
-  AppendTextExposition(registry_->Collect(), text);
-  last_exposition_size_.store(text.size(), std::memory_order_relaxed);  // relaxed: a size hint only
+  AppendTextExposition(registry_->Collect(), out);
   metrics_.ObserveScrape(std::chrono::duration<double>(Clock::now() - started).count());
-  return text;
 }
 
 AgentStatus Agent::BuildStatus() const {

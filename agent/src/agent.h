@@ -30,7 +30,7 @@ struct AgentOptions {
   AggregationOptions aggregation;
 };
 
-// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), MetricsText(),
+// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), AppendMetricsText(),
 // registry() and scrape_counter() may be used from any thread.
 class Agent {
  public:
@@ -48,7 +48,7 @@ class Agent {
   std::string StatusJson() const;
   // The /metrics body: counts the scrape (before collecting, see scrape_counter.h), collects the
   // registry and writes text format 0.0.4. Thread safe.
-  std::string MetricsText();
+  void AppendMetricsText(std::string& out);
   // Builds the status from the rings (Asio thread only).
   AgentStatus BuildStatus() const;
 
@@ -63,7 +63,7 @@ class Agent {
   const std::string ring_dir_;
   const std::shared_ptr<prometheus::Registry> registry_;
   const std::shared_ptr<ScrapeCounter> scrape_counter_;
-  std::atomic<std::size_t> last_exposition_size_{0};
+
   LoopFamilies families_;
   AgentMetrics metrics_;
   RingDirectory directory_;

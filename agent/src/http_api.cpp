@@ -60,15 +60,22 @@ int HttpApi::Serve(mg_connection* connection) const {
     Reply(connection, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", false);
     return 405;
   }
-  std::string body;
+  std::string status_body;
+  std::unique_lock<std::mutex> metrics_lock(metrics_mutex_, std::defer_lock);
   try {
-    body = is_status ? status_() : metrics_();
+    if (is_status) {
+      status_body = status_();
+    } else {
+      metrics_lock.lock();
+      metrics_buffer_.clear();  // keeps its capacity
+      metrics_(metrics_buffer_);
+    }
   } catch (const std::exception& e) {
     Reply(connection, 500, "Internal Server Error", "text/plain", std::string(e.what()) + "\n", method == "HEAD");
     return 500;
   }
-  Reply(connection, 200, "OK", is_status ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body,
-        method == "HEAD");
+  Reply(connection, 200, "OK", is_status ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
+        is_status ? status_body : metrics_buffer_, method == "HEAD");
   return 200;
 }
 

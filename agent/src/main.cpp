@@ -42,7 +42,7 @@ int Run(const AgentConfig& config) {
   Agent agent({config.ring_dir, {config.top_k, config.slow_threshold_ms / 1000.0}});
   // Outlives the exposer (declared first). It serves /metrics itself (text_exposition.h); the
   // Exposer provides the CivetWeb server and 404s every other path.
-  HttpApi api([&agent] { return agent.StatusJson(); }, [&agent] { return agent.MetricsText(); });
+  HttpApi api([&agent] { return agent.StatusJson(); }, [&agent](std::string& out) { agent.AppendMetricsText(out); });
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(address->civetweb_spec, 2, api.callbacks());

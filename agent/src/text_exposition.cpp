@@ -36,43 +36,56 @@ void AppendEscaped(std::string& out, std::string_view text, bool quotes) {
   }
 }
 
-void AppendLabels(std::string& out, const std::vector<prometheus::ClientMetric::Label>& labels,
-                  std::string_view extra_name = {}, double extra_value = 0) {
-  if (labels.empty() && extra_name.empty()) return;
-  out += '{';
-  bool first = true;
+// `{a="1",b="2"` (no closing brace; empty if there are no labels): written once per series and
+// reused for each of its lines (a histogram has one per bucket).
+void LabelText(std::string& text, const std::vector<prometheus::ClientMetric::Label>& labels) {
+  text.clear();
   for (const auto& label : labels) {
-    if (!first) out += ',';
-    first = false;
-    out += label.name;
-    out += "=\"";
-    AppendEscaped(out, label.value, /*quotes=*/true);
-    out += '"';
+    text += text.empty() ? '{' : ',';
+    text += label.name;
+    text += "=\"";
+    AppendEscaped(text, label.value, /*quotes=*/true);
+    text += '"';
   }
-  if (!extra_name.empty()) {
-    if (!first) out += ',';
-    out += extra_name;
-    out += "=\"";
-    AppendNumber(out, extra_value);
-    out += '"';
-  }
-  out += '}';
 }
 
-template <typename Number>
-void AppendSample(std::string& out, std::string_view name, std::string_view suffix, const prometheus::ClientMetric& metric,
-                  Number value, std::string_view extra_name = {}, double extra_value = 0) {
-  out += name;
-  out += suffix;
-  AppendLabels(out, metric.label, extra_name, extra_value);
-  out += ' ';
-  AppendNumber(out, value);
-  if (metric.timestamp_ms != 0) {
-    out += ' ';
-    AppendNumber(out, static_cast<uint64_t>(metric.timestamp_ms));
+class SeriesWriter {
+ public:
+  SeriesWriter(std::string& out, std::string_view name, const prometheus::ClientMetric& metric, std::string& labels)
+      : out_(out), name_(name), metric_(metric), labels_(labels) {
+    LabelText(labels_, metric.label);
   }
-  out += '\n';
-}
+
+  template <typename Number>
+  void Line(std::string_view suffix, Number value, std::string_view extra_name = {}, double extra_value = 0) {
+    out_ += name_;
+    out_ += suffix;
+    if (!extra_name.empty()) {
+      out_ += labels_.empty() ? "{" : labels_;
+      if (!labels_.empty()) out_ += ',';
+      out_ += extra_name;
+      out_ += "=\"";
+      AppendNumber(out_, extra_value);
+      out_ += "\"}";
+    } else if (!labels_.empty()) {
+      out_ += labels_;
+      out_ += '}';
+    }
+    out_ += ' ';
+    AppendNumber(out_, value);
+    if (metric_.timestamp_ms != 0) {
+      out_ += ' ';
+      AppendNumber(out_, static_cast<uint64_t>(metric_.timestamp_ms));
+    }
+    out_ += '\n';
+  }
+
+ private:
+  std::string& out_;
+  std::string_view name_;
+  const prometheus::ClientMetric& metric_;
+  std::string& labels_;
+};
 
 std::string_view TypeName(prometheus::MetricType type) {
   switch (type) {
@@ -88,6 +101,7 @@ std::string_view TypeName(prometheus::MetricType type) {
 }  // namespace
 
 void AppendTextExposition(const std::vector<prometheus::MetricFamily>& families, std::string& out) {
+  std::string labels;
   for (const prometheus::MetricFamily& family : families) {
     if (family.metric.empty()) continue;
     out += "# HELP ";
@@ -100,28 +114,27 @@ void AppendTextExposition(const std::vector<prometheus::MetricFamily>& families,
     out += TypeName(family.type);
     out += '\n';
     for (const prometheus::ClientMetric& metric : family.metric) {
+      SeriesWriter series(out, family.name, metric, labels);
       switch (family.type) {
         case prometheus::MetricType::Counter:
-          AppendSample(out, family.name, "", metric, metric.counter.value);
+          series.Line("", metric.counter.value);
           break;
         case prometheus::MetricType::Gauge:
-          AppendSample(out, family.name, "", metric, metric.gauge.value);
+          series.Line("", metric.gauge.value);
           break;
         case prometheus::MetricType::Untyped:
-          AppendSample(out, family.name, "", metric, metric.untyped.value);
+          series.Line("", metric.untyped.value);
           break;
         case prometheus::MetricType::Summary:
-          AppendSample(out, family.name, "_count", metric, metric.summary.sample_count);
-          AppendSample(out, family.name, "_sum", metric, metric.summary.sample_sum);
-          for (const auto& quantile : metric.summary.quantile) {
-            AppendSample(out, family.name, "", metric, quantile.value, "quantile", quantile.quantile);
-          }
+          series.Line("_count", metric.summary.sample_count);
+          series.Line("_sum", metric.summary.sample_sum);
+          for (const auto& quantile : metric.summary.quantile) series.Line("", quantile.value, "quantile", quantile.quantile);
           break;
         case prometheus::MetricType::Histogram:
-          AppendSample(out, family.name, "_count", metric, metric.histogram.sample_count);
-          AppendSample(out, family.name, "_sum", metric, metric.histogram.sample_sum);
+          series.Line("_count", metric.histogram.sample_count);
+          series.Line("_sum", metric.histogram.sample_sum);
           for (const auto& bucket : metric.histogram.bucket) {
-            AppendSample(out, family.name, "_bucket", metric, bucket.cumulative_count, "le", bucket.upper_bound);
+            series.Line("_bucket", bucket.cumulative_count, "le", bucket.upper_bound);
           }
           break;
       }

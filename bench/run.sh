@@ -54,11 +54,11 @@ if command -v valgrind >/dev/null; then callgrind_rows=4; fi
 if [ "$quick" = 1 ]; then
   bench "per-callback overhead" $((8 + callgrind_rows)) "$py" bench/callback_overhead.py --quick
   bench "uvicorn throughput" 2 "$py" bench/uvicorn_throughput.py --quick
-  bench "agent throughput" 14 "$py" bench/agent_throughput.py --quick
+  bench "agent throughput" 15 "$py" bench/agent_throughput.py --quick
 else
   bench "per-callback overhead" $((8 + callgrind_rows)) "$py" bench/callback_overhead.py
   bench "uvicorn throughput" 2 "$py" bench/uvicorn_throughput.py
-  bench "agent throughput" 14 "$py" bench/agent_throughput.py
+  bench "agent throughput" 15 "$py" bench/agent_throughput.py
 fi
 
 echo

@@ -29,102 +29,49 @@
 #include <fstream>
 #include <new>
 #include <sstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "loopwatch/layout.h"
+#include "ring_file.h"
+#include "tick_clock.h"
 #include "loopwatch/name_table.h"
 #include "loopwatch/ring.h"
 
 namespace {
 
 using namespace loopwatch::protocol;
+using loopwatch::shim::RingFile;
+using loopwatch::shim::RingIdentity;
+using loopwatch::shim::MonotonicNs;
+using loopwatch::shim::TickClock;
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-uint64_t MonotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
-}
-
-uint64_t ProcessStartTicks() {  // field 22 of /proc/self/stat; fields count from the last ')'
-  std::ifstream in("/proc/self/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return 0;
-}
 
 struct Ring {
-  int fd = -1;
-  RingHeader* header = nullptr;
-  RingWriter writer;
+  std::unique_ptr<RingFile> file;
   uint64_t next_start = 0;
   uint64_t cursor = 0;  // own walk through the sample table, so every ring sees every name
 };
 
-// Mirrors shim/src/ring_file.cpp RingFile::Create step by step; exits the process on any failure.
-Ring CreateRing(const std::string& dir, const std::string& service, uint32_t loop_id, uint64_t start_ticks) {
-  const RingGeometry g = kDefaultGeometry;
-  const std::string name =
-      "lw-" + std::to_string(getpid()) + "-" + std::to_string(start_ticks) + "-" + std::to_string(loop_id) + ".ring";
-  const std::string tmp_path = dir + "/." + name + ".tmp", final_path = dir + "/" + name;
+// Created by the shim's own RingFile (the very code a Python process uses); exits on failure.
+Ring CreateRing(const std::string& dir, const std::string& service, uint32_t loop_id) {
+  std::string error;
+  RingIdentity identity{dir, service, loop_id, loop_id % 2 ? LoopKind::kUvloop : LoopKind::kAsyncio, kDefaultGeometry};
   Ring ring;
-  ring.fd = open(tmp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  void* base = MAP_FAILED;
-  if (ring.fd < 0 || posix_fallocate(ring.fd, 0, off_t(g.file_size())) != 0 || fcntl(ring.fd, F_SETLK, &lock) != 0 ||
-      (base = mmap(nullptr, g.file_size(), PROT_READ | PROT_WRITE, MAP_SHARED, ring.fd, 0)) == MAP_FAILED) {
-    std::perror(tmp_path.c_str());
+  ring.file.reset(RingFile::Create(identity, &error));
+  if (ring.file == nullptr) {
+    std::fprintf(stderr, "%s\n", error.c_str());
     std::exit(1);
   }
-  auto* h = new (base) RingHeader;  // zero-filled file: placement-new only starts the lifetimes
-  h->version_major = kVersionMajor;
-  h->version_minor = kVersionMinor;
-  h->header_size = sizeof(RingHeader);
-  h->file_size = g.file_size();
-  h->names_offset = g.names_offset();
-  h->report_offset = g.report_offset();
-  h->ring_offset = g.ring_offset();
-  h->names_capacity = g.names_capacity;
-  h->report_capacity = g.report_capacity;
-  h->ring_capacity = g.ring_capacity;
-  h->sample_size = sizeof(Sample);
-  h->pid = getpid();
-  h->loop_id = loop_id;
-  h->process_start_ticks = start_ticks;
-  h->loop_thread_id = int32_t(syscall(SYS_gettid));
-  h->loop_kind = uint32_t(loop_id % 2 ? LoopKind::kUvloop : LoopKind::kAsyncio);
-  h->clock_kind = uint32_t(ClockKind::kMonotonicNs);
-  h->created_unix_ns = uint64_t(std::time(nullptr)) * 1'000'000'000;
-  h->clock_mono_base_ns = 0;
-  h->clock_ns_per_tick = 1.0;
-  std::strncpy(h->service, service.c_str(), kServiceNameSize - 1);
-  h->heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
-  // Pairs with the agent's acquire load of magic in CheckHeader: every field above is visible first.
-  h->magic.store(kMagic, std::memory_order_release);
-  if (rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-    std::perror(final_path.c_str());
-    std::exit(1);
-  }
-  auto* bytes = static_cast<unsigned char*>(base);
-  ring.header = h;
-  ring.writer = RingWriter(h, reinterpret_cast<Sample*>(bytes + g.ring_offset()), g.ring_capacity);
   ring.next_start = MonotonicNs();
   ring.cursor = uint64_t(loop_id) * 997;
   return ring;
 }
 
-// 4096 varied samples (name_id filled per ring: ids are kFirstNameId.. in every ring).
 std::vector<Sample> SampleTable(uint32_t names) {
   std::vector<double> cdf(names);
   double total = 0;
@@ -168,15 +115,12 @@ int main(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
 
-  const uint64_t start_ticks = ProcessStartTicks();
+  TickClock::Init(/*force_monotonic=*/true, "");  // samples below are CLOCK_MONOTONIC ns
   std::vector<Ring> rings;
   for (uint32_t loop = 1; loop <= ring_count; ++loop) {
-    rings.push_back(CreateRing(dir, service, loop, start_ticks));
-    NameTableWriter table(rings.back().header,
-                          reinterpret_cast<unsigned char*>(rings.back().header) + kDefaultGeometry.names_offset(),
-                          kDefaultGeometry.names_capacity);
+    rings.push_back(CreateRing(dir, service, loop));
     for (uint32_t i = 0; i < names; ++i) {
-      table.Append("bench.loop" + std::to_string(loop) + ".handler_" + std::to_string(i) +
+      rings.back().file->names().Append("bench.loop" + std::to_string(loop) + ".handler_" + std::to_string(i) +
                    " app/routes.py:" + std::to_string(100 + i));
     }
   }
@@ -189,7 +133,7 @@ int main(int argc, char** argv) {
     bool attached = true;
     for (Ring& ring : rings) {
       // Pairs with the agent's release store of control when it maps the ring.
-      attached = attached && (ring.header->control.load(std::memory_order_acquire) & kControlValid) != 0;
+      attached = attached && (ring.file->header()->control.load(std::memory_order_acquire) & kControlValid) != 0;
     }
     if (attached) break;
     if (waited_ms > 30'000) {
@@ -207,7 +151,7 @@ int main(int argc, char** argv) {
     s.start_ticks = ring.next_start;
     ring.next_start += s.duration_ticks + 200;
     ++attempted;
-    const bool ok = ring.writer.TryPush(s);
+    const bool ok = ring.file->writer().TryPush(s);
     written += ok;
     return ok;
   };
@@ -231,7 +175,7 @@ int main(int argc, char** argv) {
     }
   }
   uint64_t dropped = 0;
-  for (Ring& ring : rings) dropped += ring.header->dropped.load(std::memory_order_relaxed);
+  for (Ring& ring : rings) dropped += ring.file->header()->dropped.load(std::memory_order_relaxed);
   const double elapsed = double(now - t0) * 1e-9;
   std::printf(
       "{\"pid\": %d, \"rings\": %u, \"seconds\": %.4f, \"attempted\": %llu, \"written\": %llu, \"dropped\": %llu, "
@@ -241,10 +185,6 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   const timespec tick{0, 20'000'000};
   while (!g_stop) nanosleep(&tick, nullptr);  // a finished timed run keeps its rings live until told to go
-  for (Ring& ring : rings) {
-    // Pairs with the agent's acquire load of writer_flags: the ring gets no more samples.
-    ring.header->writer_flags.fetch_or(kWriterClosed, std::memory_order_release);
-    close(ring.fd);  // drops the lock
-  }
+  for (Ring& ring : rings) ring.file->Close();  // marks the ring closed and drops the lock
   return 0;
 }

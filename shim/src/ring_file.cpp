@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "clock.h"
+#include "loopwatch/header_writer.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -78,33 +79,20 @@ RingFile* RingFile::Create(const RingIdentity& id, std::string* error) {
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail("cannot map ring file", errno);
 
-  auto* h = new (base) RingHeader;  // the file is zero-filled; placement-new only starts lifetimes
-  h->version_major = kVersionMajor;
-  h->version_minor = kVersionMinor;
-  h->header_size = sizeof(RingHeader);
-  h->file_size = size;
-  h->names_offset = g.names_offset();
-  h->report_offset = g.report_offset();
-  h->ring_offset = g.ring_offset();
-  h->names_capacity = g.names_capacity;
-  h->report_capacity = g.report_capacity;
-  h->ring_capacity = g.ring_capacity;
-  h->sample_size = sizeof(Sample);
-  h->pid = pid;
-  h->loop_id = id.loop_id;
-  h->process_start_ticks = start_ticks;
-  h->loop_thread_id = static_cast<int32_t>(syscall(SYS_gettid));
-  h->loop_kind = static_cast<uint32_t>(id.loop_kind);
   const TickCalibration& clock = TickClock::Calibration();  // the first ring finishes the calibration
-  h->clock_kind = static_cast<uint32_t>(clock.kind);
-  h->created_unix_ns = UnixNowNs();
-  h->clock_tick_base = clock.tick_base;
-  h->clock_mono_base_ns = clock.mono_base_ns;
-  h->clock_ns_per_tick = clock.ns_per_tick;
-  std::strncpy(h->service, id.service.c_str(), kServiceNameSize - 1);
-  h->heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
-  // Pairs with the reader's acquire load of magic in CheckHeader: all fields above are visible first.
-  h->magic.store(kMagic, std::memory_order_release);
+  RingHeader* h = WriteRingHeader(base, g,
+                                  {.pid = pid,
+                                   .loop_id = id.loop_id,
+                                   .process_start_ticks = start_ticks,
+                                   .loop_thread_id = static_cast<int32_t>(syscall(SYS_gettid)),
+                                   .loop_kind = id.loop_kind,
+                                   .clock_kind = clock.kind,
+                                   .clock_tick_base = clock.tick_base,
+                                   .clock_mono_base_ns = clock.mono_base_ns,
+                                   .clock_ns_per_tick = clock.ns_per_tick,
+                                   .created_unix_ns = UnixNowNs(),
+                                   .heartbeat_ns = MonotonicNs(),
+                                   .service = id.service});
 
   if (rename(tmp_path.c_str(), final_path.c_str()) != 0) {
     const int err = errno;

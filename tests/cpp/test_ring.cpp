@@ -1,6 +1,8 @@
 // Test support implementation; see test_ring.h.
 #include "test_ring.h"
 
+#include "loopwatch/header_writer.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -29,30 +31,17 @@ TempDir::~TempDir() {
 }
 
 void FillHeader(void* bytes, const TestRingOptions& o) {
-  const protocol::RingGeometry& g = o.geometry;
-  auto* h = new (bytes) RingHeader;  // zero-filled memory; placement-new starts the lifetimes
-  h->version_major = protocol::kVersionMajor;
-  h->version_minor = protocol::kVersionMinor;
-  h->header_size = sizeof(RingHeader);
-  h->file_size = g.file_size();
-  h->names_offset = g.names_offset();
-  h->report_offset = g.report_offset();
-  h->ring_offset = g.ring_offset();
-  h->names_capacity = g.names_capacity;
-  h->report_capacity = g.report_capacity;
-  h->ring_capacity = g.ring_capacity;
-  h->sample_size = sizeof(protocol::Sample);
-  h->pid = o.pid;
-  h->loop_id = o.loop_id;
-  h->process_start_ticks = 777;
-  h->loop_thread_id = o.thread_id;
-  h->loop_kind = static_cast<uint32_t>(o.kind);
-  h->clock_kind = static_cast<uint32_t>(o.clock);
-  h->created_unix_ns = 1;
-  h->clock_ns_per_tick = o.ns_per_tick;
-  std::strncpy(h->service, o.service.c_str(), protocol::kServiceNameSize - 1);
-  // Pairs with CheckHeader's acquire load of magic: the fields above are visible first.
-  if (o.publish) h->magic.store(protocol::kMagic, std::memory_order_release);
+  protocol::WriteRingHeader(bytes, o.geometry,
+                            {.pid = o.pid,
+                             .loop_id = o.loop_id,
+                             .process_start_ticks = 777,
+                             .loop_thread_id = o.thread_id,
+                             .loop_kind = o.kind,
+                             .clock_kind = o.clock,
+                             .clock_ns_per_tick = o.ns_per_tick,
+                             .created_unix_ns = 1,
+                             .service = o.service},
+                            o.publish);
 }
 
 RingImage::RingImage(const TestRingOptions& options)

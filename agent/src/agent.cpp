@@ -37,7 +37,7 @@ std::string Agent::StatusJson() const { return RenderStatusJson(board_.Snapshot(
 
 void Agent::AppendMetricsText(std::string& out) {
   const auto started = Clock::now();
-  scrape_counter_->Collect();  // counts this scrape before anything is collected
+  scrape_counter_->Count();  // before anything is collected (scrape_counter.h)
   AppendTextExposition(registry_->Collect(), out);
   metrics_.ObserveScrape(std::chrono::duration<double>(Clock::now() - started).count());
 }

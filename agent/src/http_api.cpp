@@ -54,7 +54,7 @@ int HttpApi::Serve(mg_connection* connection) const {
   if (request == nullptr || request->local_uri == nullptr) return 0;
   const std::string_view uri = request->local_uri;
   const bool is_status = uri == kStatusUri;
-  if (!is_status && !(uri == kMetricsUri && metrics_)) return 0;
+  if (!is_status && uri != kMetricsUri) return 0;
   const std::string_view method = request->request_method != nullptr ? request->request_method : "";
   if (method != "GET" && method != "HEAD") {
     Reply(connection, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", false);

@@ -19,12 +19,11 @@ namespace loopwatch::agent {
 class HttpApi {
  public:
   // Produce the /api/status body, and append the /metrics body (text format 0.0.4) to a buffer.
-  // Called on CivetWeb threads: must be thread safe. An empty MetricsSource leaves /metrics to the
-  // Exposer.
+  // Called on CivetWeb threads: must be thread safe.
   using StatusSource = std::function<std::string()>;
   using MetricsSource = std::function<void(std::string& out)>;
 
-  explicit HttpApi(StatusSource status, MetricsSource metrics = {});
+  HttpApi(StatusSource status, MetricsSource metrics);
   ~HttpApi();
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;

@@ -66,16 +66,14 @@ def _instrument_uvloop(uvloop: ModuleType) -> None:
     _state["uvloop"] = "instrumented"
 
 
-def _guarded(hook):
+def _guarded(key: str, hook):
     def run(module: ModuleType) -> None:
         try:
             hook(module)
         except Exception as exc:  # never break the import of the user's event loop
-            key = "uvloop" if "uvloop" in hook.__name__ else "asyncio"
             _state[key] = f"stock: {type(exc).__name__}: {exc}"
             print(f"loopwatch: {key} not instrumented: {exc}", file=sys.stderr)
 
-    run.__name__ = hook.__name__
     return run
 
 
@@ -92,8 +90,8 @@ def install(*, dir: str | None = None, service: str | None = None, ring_capacity
         return
     _state["installed"] = True
     atexit.register(_shim.close_all)
-    _post_import.when_imported("asyncio", _guarded(_instrument_asyncio))
-    _post_import.when_imported("uvloop", _guarded(_instrument_uvloop))
+    _post_import.when_imported("asyncio", _guarded("asyncio", _instrument_asyncio))
+    _post_import.when_imported("uvloop", _guarded("uvloop", _instrument_uvloop))
 
 
 def uninstall() -> None:

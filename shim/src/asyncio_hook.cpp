@@ -241,10 +241,16 @@ PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
 }
 
 PyObject* LoopAddCallback(PyObject* self, PyObject* handle) {
-  PyObject* cancelled = PyObject_GetAttrString(handle, "_cancelled");
-  if (cancelled == nullptr) return nullptr;
+  if (!PyObject_TypeCheck(handle, g_hook.handle_type)) {  // not a Handle: stock behaviour
+    PyObject* stack[2] = {self, handle};
+    return PyObject_Vectorcall(g_hook.stock_add_callback, stack, 2, nullptr);
+  }
+  PyObject* cancelled = Slot(handle, g_hook.off_cancelled);
+  if (cancelled == nullptr) {
+    PyErr_SetString(PyExc_AttributeError, "_cancelled");
+    return nullptr;
+  }
   const int is_cancelled = PyObject_IsTrue(cancelled);
-  Py_DECREF(cancelled);
   if (is_cancelled < 0) return nullptr;
   if (is_cancelled == 0) {
     PyObject* appended = AppendToReady(self, handle);
@@ -291,7 +297,7 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   h.off_source_traceback = SlotOffset(handle_type, "_source_traceback");
   h.off_when = SlotOffset(timer_type, "_when");
   if (h.off_callback < 0 || h.off_args < 0 || h.off_context < 0 || h.off_loop < 0 || h.off_when < 0 ||
-      h.off_source_traceback < 0) {
+      h.off_source_traceback < 0 || h.off_cancelled < 0) {
     PyErr_SetString(PyExc_RuntimeError, "asyncio.Handle does not have the __slots__ loopwatch was built for");
     return nullptr;
   }

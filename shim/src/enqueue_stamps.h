@@ -1,9 +1,10 @@
 // When each ready asyncio handle was enqueued, keyed by the handle's address, for the ready lag
 // (run - enqueue) of Handle._run. A direct-mapped table: a stamp costs one store, a lookup one load
 // and compare. A collision (more than kSlots handles pending at once, or a hash clash) loses a stamp
-// and the sample says "lag unknown"; it never yields a wrong lag, because the slot stores the address
-// it belongs to and a lookup clears it (a handle run twice, like a selector's reader, needs a new
-// stamp from _add_callback each time). Process-wide and GIL-protected.
+// and the sample says "lag unknown". The slot stores the address it belongs to and a lookup clears it
+// (a handle run twice, like a selector's reader, gets a new stamp from _add_callback each time); a
+// stale stamp could only be read by a handle that reached _ready without _call_soon/_add_callback at
+// the address of a cancelled one, which asyncio itself never does. Process-wide and GIL-protected.
 #pragma once
 
 #include <cstdint>

@@ -70,8 +70,6 @@ class HttpApiTest : public ::testing::Test {
     agent_.Scan();
     agent_.Drain();
     exposer_ = std::make_unique<prometheus::Exposer>("127.0.0.1:0", 2, api_.callbacks());
-    exposer_->RegisterCollectable(agent_.scrape_counter());
-    exposer_->RegisterCollectable(agent_.registry());
     ASSERT_FALSE(exposer_->GetListeningPorts().empty());
     port_ = exposer_->GetListeningPorts().front();
     ASSERT_GT(port_, 0);
@@ -82,7 +80,7 @@ class HttpApiTest : public ::testing::Test {
   std::unique_ptr<TestRing> ring_;
   std::unique_ptr<LockHolder> holder_;
   Agent agent_{{dir_.path(), {}}};
-  HttpApi api_{[this] { return agent_.StatusJson(); }};
+  HttpApi api_{[this] { return agent_.StatusJson(); }, [this](std::string& out) { agent_.AppendMetricsText(out); }};
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };
@@ -97,7 +95,7 @@ TEST_F(HttpApiTest, ServesStatusJson) {
   EXPECT_EQ(json["rings"][0]["samples"], 5);
 }
 
-TEST_F(HttpApiTest, LeavesMetricsToTheExposerAndCountsTheScrape) {
+TEST_F(HttpApiTest, ServesMetricsAndCountsTheScrape) {
   const uint64_t before = agent_.scrape_counter()->scrapes();
   const HttpReply reply = Request(port_, "GET", "/metrics");
   ASSERT_EQ(reply.status, 200);
@@ -116,8 +114,10 @@ TEST_F(HttpApiTest, OtherPathsAreNotFound) {
 TEST_F(HttpApiTest, RefusesOtherMethodsOnStatus) { EXPECT_EQ(Request(port_, "POST", "/api/status").status, 405); }
 
 TEST(HttpApiSingletonTest, OnlyOneInstanceAtATime) {
-  HttpApi first([] { return std::string("{}"); });
-  EXPECT_THROW(HttpApi([] { return std::string("{}"); }), std::logic_error);
+  const auto status = [] { return std::string("{}"); };
+  const auto metrics = [](std::string&) {};
+  HttpApi first(status, metrics);
+  EXPECT_THROW(HttpApi(status, metrics), std::logic_error);
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ class RetirementTest : public ::testing::Test {
   MetricReader Read() { return MetricReader(*agent_.registry()); }
   double Callbacks() { return Read().Value("loopwatch_callbacks_total", kLoop).value_or(-1); }
   // What the Exposer does on every GET /metrics (the counter is registered first).
-  void Scrape() { agent_.scrape_counter()->Collect(); }
+  void Scrape() { agent_.scrape_counter()->Count(); }
 
   TempDir dir_;
   Agent agent_{{dir_.path(), {}}};

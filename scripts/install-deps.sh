@@ -8,6 +8,8 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   prometheus-cpp-dev libcivetweb-dev libboost-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # clang: the libFuzzer target (fuzz/run.sh) and the ThreadSanitizer build; libclang-rt has libFuzzer
+  clang libclang-rt-14-dev
   # Debian's Python 3.11 and the service stack loopwatch instruments
   python3 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   python3-uvloop python3-uvicorn python3-fastapi python3-httptools python3-h11

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds, and runs every test: the C++ unit tests (CTest), the Python shim
-# tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus) and the benchmarks'
-# smoke run (bench/run.sh --quick: they complete and print every row; no timing asserted). This is the
-# README's "Run all tests" command and what CI runs (.ci/run). A failed install or build stops it;
-# every test suite runs, and any failure (a suite that collects nothing included) fails the script.
+# Installs the dependencies, builds, and runs every test: the C++ unit tests (CTest), the same C++
+# suite again under ASan + UBSan (build-asan), the two-thread ring stress test under ThreadSanitizer
+# (build-tsan, clang), a 60 s libFuzzer run of the agent's ring decoder (fuzz/run.sh, build-fuzz), the
+# Python shim tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus) and the
+# benchmarks' smoke run (bench/run.sh --quick: they complete and print every row; no timing asserted).
+# This is the README's "Run all tests" command and what CI runs (.ci/run). A failed install or build
+# stops it; every test suite runs (a sanitizer build that fails counts as its suite failing), and any
+# failure (a suite that collects nothing included) fails the script.
 #
 #   SKIP_INSTALL_DEPS=1  do not run scripts/install-deps.sh (for repeated local runs)
 #   PYTEST_ARGS          extra arguments for pytest, e.g. PYTEST_ARGS="-x -k uvloop"
@@ -47,6 +50,28 @@ step() {
   return "$rc"
 }
 
+JOBS=${JOBS:-$(nproc)}
+
+# Debug keeps the build short; only the test executables are built, because an instrumented Python
+# extension cannot be loaded into Debian's uninstrumented python3. handle_sigbus=0: the agent's own
+# SIGBUS guard is under test, and a fault it does not own must kill the process as it would without ASan.
+asan_tests() {
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOOPWATCH_SANITIZE=address,undefined \
+    -DLOOPWATCH_BUILD_BENCH=OFF --log-level=WARNING >/dev/null &&
+    cmake --build build-asan --target loopwatch_cpp_tests -j"$JOBS" &&
+    ASAN_OPTIONS=handle_sigbus=0 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir build-asan -j"$JOBS" --output-on-failure --no-tests=error
+}
+
+# clang, not gcc: gcc 12 turns the ring's 32-byte memcpy into vector moves its TSan pass does not
+# instrument, and a write_pos store weakened to relaxed went unreported; clang's TSan reports it.
+tsan_stress() {
+  CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOPWATCH_SANITIZE=thread \
+    -DLOOPWATCH_BUILD_BENCH=OFF --log-level=WARNING >/dev/null &&
+    cmake --build build-tsan --target ring_stress_test -j"$JOBS" &&
+    ctest --test-dir build-tsan -R '^RingStressTest[.]' --output-on-failure --no-tests=error
+}
+
 # Installing and building must succeed before anything is tested.
 if [ "${SKIP_INSTALL_DEPS:-0}" != 1 ]; then
   step "install dependencies" bash scripts/install-deps.sh || exit 1
@@ -57,6 +82,12 @@ step "build" bash scripts/build.sh || exit 1
 status=0
 # CTest: --no-tests=error makes "no tests found" a failure, like pytest's exit code 5 below.
 step "C++ tests (ctest)" ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error || status=1
+# The whole C++ suite again with ASan + UBSan in every target (the agent core included); see asan_tests.
+step "C++ tests under ASan+UBSan" asan_tests || status=1
+# The two-thread ring stress test under ThreadSanitizer: a missing release/acquire pair is a reported race.
+step "ring stress under TSan" tsan_stress || status=1
+# libFuzzer on hostile ring files through the agent's decoder, metrics and exposition (fuzz/README.md).
+step "fuzz ring decoder (60 s)" bash fuzz/run.sh 60 || status=1
 # pytest exits 5 when it collects no tests: that is a failure here, as is any other non-zero code.
 # shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
 step "Python shim tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python \

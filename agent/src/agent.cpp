@@ -13,11 +13,14 @@ Agent::Agent(const AgentOptions& options)
       registry_(std::make_shared<prometheus::Registry>()),
       scrape_counter_(std::make_shared<ScrapeCounter>()),
       families_(*registry_),
+      stall_log_(options.stall_log_size),
+      slow_log_(options.slow_log_size),
+      shared_{families_, options.aggregation, options.stalls, stall_log_, slow_log_},
       metrics_(*registry_),
       directory_(options.ring_dir),
       refusals_(directory_, metrics_),
-      rings_(families_, metrics_, refusals_, options.aggregation),
-      scanner_(directory_, rings_, refusals_, metrics_, *scrape_counter_),
+      rings_(shared_, metrics_, refusals_),
+      scanner_(directory_, rings_, refusals_, metrics_, *scrape_counter_, options.owners),
       drainer_(rings_, metrics_, *scrape_counter_) {
   PublishStatus();
 }
@@ -40,6 +43,17 @@ void Agent::AppendMetricsText(std::string& out) {
   scrape_counter_->Count();  // before anything is collected (scrape_counter.h)
   AppendTextExposition(registry_->Collect(), out);
   metrics_.ObserveScrape(std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+nlohmann::json Agent::SetPaused(int32_t pid, std::optional<uint32_t> loop, bool paused) {
+  nlohmann::json rings = nlohmann::json::array();
+  for (const auto& ring : rings_.rings()) {
+    if (ring->phase() != RingPhase::kLive || ring->key().pid != pid || (loop && ring->key().loop != *loop)) continue;
+    ring->SetPaused(paused);
+    rings.push_back({{"service", ring->key().service}, {"pid", ring->key().pid}, {"loop", ring->key().loop}});
+  }
+  PublishStatus();
+  return {{"paused", paused}, {"rings", std::move(rings)}};
 }
 
 AgentStatus Agent::BuildStatus() const {

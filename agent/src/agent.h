@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include <prometheus/registry.h>
@@ -14,20 +17,28 @@
 #include "agent_metrics.h"
 #include "agent_status.h"
 #include "drainer.h"
+#include "event_log.h"
 #include "loop_families.h"
 #include "loop_metrics.h"
+#include "owner_policy.h"
 #include "refusals.h"
 #include "ring_directory.h"
 #include "ring_set.h"
 #include "scanner.h"
 #include "scrape_counter.h"
+#include "stall_watch.h"
 #include "status_board.h"
+#include "tracked_ring.h"
 
 namespace loopwatch::agent {
 
 struct AgentOptions {
   std::string ring_dir;
   AggregationOptions aggregation;
+  OwnerPolicy owners;
+  StallOptions stalls;
+  std::size_t stall_log_size = 100;   // /api/stalls keeps this many reports
+  std::size_t slow_log_size = 1000;   // /api/slow keeps this many events
 };
 
 // Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), AppendMetricsText(),
@@ -46,9 +57,15 @@ class Agent {
 
   // The /api/status body as of the last Scan or Drain.
   std::string StatusJson() const;
+  // The /api/stalls and /api/slow bodies. Thread safe.
+  std::string StallsJson() const { return stall_log_.RenderJson(); }
+  std::string SlowJson() const { return slow_log_.RenderJson(); }
   // The /metrics body: counts the scrape (before collecting, see scrape_counter.h), collects the
   // registry and writes text format 0.0.4. Thread safe.
   void AppendMetricsText(std::string& out);
+  // Sets or clears the agent's pause bit on the live rings of `pid` (every loop, or just `loop`).
+  // Returns {"paused": bool, "rings": [{"service", "pid", "loop"}...]} (Asio thread only).
+  nlohmann::json SetPaused(int32_t pid, std::optional<uint32_t> loop, bool paused);
   // Builds the status from the rings (Asio thread only).
   AgentStatus BuildStatus() const;
 
@@ -65,6 +82,9 @@ class Agent {
   const std::shared_ptr<ScrapeCounter> scrape_counter_;
 
   LoopFamilies families_;
+  EventLog stall_log_;
+  EventLog slow_log_;
+  RingShared shared_;
   AgentMetrics metrics_;
   RingDirectory directory_;
   Refusals refusals_;

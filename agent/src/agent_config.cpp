@@ -71,6 +71,11 @@ ConfigParse ParseAgentConfig(int argc, const char* const* argv) {
   app.add_option("--ring.dir", config.ring_dir, "Directory of the ring files (created with mode 0700 if missing)")
       ->envname("LOOPWATCH_DIR")
       ->check([](const std::string& value) { return value.empty() ? std::string("must not be empty") : std::string(); });
+  app.add_option("--ring.allowed-uids", config.allowed_uids,
+                 "Owners (numeric uids, comma-separated) whose ring files are read; default: the agent's own uid")
+      ->envname("LOOPWATCH_AGENT_ALLOWED_UIDS")
+      ->delimiter(',')
+      ->check(CLI::Range(0u, 4294967294u));
   app.add_option("--drain.interval", config.drain_interval_ms, "Milliseconds between drain cycles")
       ->envname("LOOPWATCH_DRAIN_INTERVAL")
       ->check(CLI::Range(1, 10000));
@@ -83,6 +88,23 @@ ConfigParse ParseAgentConfig(int argc, const char* const* argv) {
   app.add_option("--slow.threshold", config.slow_threshold_ms, "Milliseconds from which a callback counts as slow")
       ->envname("LOOPWATCH_SLOW_THRESHOLD")
       ->check(CLI::Range(0.001, 3600000.0));
+  app.add_option("--slow.event-threshold", config.slow_event_threshold_ms,
+                 "Milliseconds from which a callback is recorded as an event for /api/slow")
+      ->envname("LOOPWATCH_SLOW_EVENT_THRESHOLD")
+      ->check(CLI::Range(0.001, 3600000.0));
+  app.add_option("--slow.keep", config.slow_keep, "Slow-callback events /api/slow keeps (the newest)")
+      ->envname("LOOPWATCH_SLOW_KEEP")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--stall.threshold", config.stall_threshold_ms,
+                 "Milliseconds a callback may run before it counts as a stall and its loop's stack is captured")
+      ->envname("LOOPWATCH_STALL_THRESHOLD")
+      ->check(CLI::Range(1.0, 3600000.0));
+  app.add_option("--stall.keep", config.stall_keep, "Stall reports /api/stalls keeps (the newest)")
+      ->envname("LOOPWATCH_STALL_KEEP")
+      ->check(CLI::Range(1, 10000));
+  app.add_flag("--web.enable-control", config.enable_control,
+               "Serve POST /api/control (pause/resume a process's shim), to loopback clients only")
+      ->envname("LOOPWATCH_ENABLE_CONTROL");
   app.add_option("--log.level", config.log_level, "Log level")
       ->envname("LOOPWATCH_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -6,16 +6,23 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace loopwatch::agent {
 
 struct AgentConfig {
   std::string listen_address = "127.0.0.1:9477";
   std::string ring_dir = "/dev/shm/loopwatch";
+  std::vector<uint32_t> allowed_uids;  // empty: the agent's own effective uid (owner_policy.h)
   uint32_t drain_interval_ms = 50;
   uint32_t scan_interval_ms = 500;
   uint32_t top_k = 20;
   double slow_threshold_ms = 100;
+  double slow_event_threshold_ms = 500;
+  uint32_t slow_keep = 1000;
+  double stall_threshold_ms = 1000;
+  uint32_t stall_keep = 100;
+  bool enable_control = false;
   std::string log_level = "info";
 };
 

@@ -46,7 +46,8 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry)
        e <= static_cast<uint8_t>(protocol::HeaderError::kBadClock); ++e) {
     refused_family_.Add({{"reason", std::string(protocol::HeaderErrorName(static_cast<protocol::HeaderError>(e)))}});
   }
-  for (const char* reason : {"not_regular_file", "open_failed", "map_failed", "corrupt_ring", "corrupt_names"}) {
+  for (const char* reason : {"not_regular_file", "owner_not_allowed", "open_failed", "map_failed", "too_many_rings", "truncated",
+                             "corrupt_ring", "corrupt_names"}) {
     refused_family_.Add({{"reason", reason}});
   }
 }

@@ -22,6 +22,9 @@ struct RingStatus {
   uint32_t names = 0;    // name table records read
   bool alive = true;     // the writer still holds its lock
   uint64_t backlog = 0;  // samples written but not drained yet
+  bool paused = false;   // the shim records nothing (paused by the agent or by the app)
+  double inflight_seconds = 0;  // age of the callback running now (0 when idle)
+  uint64_t stalls = 0;          // stalls seen since the agent mapped the ring
 };
 
 struct AgentStatus {

@@ -40,6 +40,18 @@ LoopFamilies::LoopFamilies(prometheus::Registry& registry)
                                   .Name("loopwatch_callback_name_evictions_total")
                                   .Help("Callback names that lost their top-K series to a name with more total time.")
                                   .Register(registry)),
+      stalls(BuildCounter()
+                 .Name("loopwatch_stalls_total")
+                 .Help("Callbacks seen still running after the stall threshold (--stall.threshold); each asks for a stack.")
+                 .Register(registry)),
+      watchdog_wakeups(BuildCounter()
+                           .Name("loopwatch_watchdog_wakeups_total")
+                           .Help("Times the shim's watchdog thread woke up to capture a stalled loop's stack.")
+                           .Register(registry)),
+      inflight_seconds(BuildGauge()
+                           .Name("loopwatch_callback_inflight_seconds")
+                           .Help("Age of the callback running now (0 when idle); callback names it once it is slow.")
+                           .Register(registry)),
       loop_info(BuildGauge()
                     .Name("loopwatch_loop_info")
                     .Help("Constant 1 per monitored loop; labels say the loop implementation and thread.")

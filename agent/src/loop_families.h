@@ -26,6 +26,10 @@ struct LoopFamilies {
   prometheus::Family<prometheus::Counter>& dropped_samples;
   prometheus::Family<prometheus::Counter>& busy_seconds;
   prometheus::Family<prometheus::Counter>& callback_name_evictions;
+  prometheus::Family<prometheus::Counter>& stalls;
+  prometheus::Family<prometheus::Counter>& watchdog_wakeups;
+  // Labels service, pid, loop, callback (the running callback's name once it is slow, else empty).
+  prometheus::Family<prometheus::Gauge>& inflight_seconds;
   // Labels service, pid, loop, kind, thread.
   prometheus::Family<prometheus::Gauge>& loop_info;
   // Labels service, pid, loop, callback.

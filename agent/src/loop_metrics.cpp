@@ -38,11 +38,16 @@ void Observe(prometheus::Histogram* series, std::array<uint32_t, N>& counts, dou
 }  // namespace
 
 LoopMetrics::LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot& header,
-                         const AggregationOptions& options)
+                         const AggregationOptions& options, EventLog* slow_log)
     : families_(families),
       loop_labels_(LoopLabels(header)),
       ns_per_tick_(header.clock_ns_per_tick),
       slow_ticks_(MinTicksAtLeast(options.slow_threshold_seconds, header)),
+      slow_log_(slow_log),
+      slow_event_ticks_(slow_log != nullptr ? MinTicksAtLeast(options.slow_event_threshold_seconds, header) : ~uint64_t{0}),
+      clock_(header),
+      pid_(header.pid),
+      loop_id_(header.loop_id),
       duration_index_(BucketIndex::ForSeconds(SecondsBuckets(), header)),
       lag_index_(BucketIndex::ForSeconds(SecondsBuckets(), header)),
       handles_index_(BucketIndex::ForCounts(HandlesBuckets())),
@@ -97,6 +102,24 @@ std::string LoopMetrics::UniqueLabel(std::string_view name, uint32_t id) {
   while (label == kOtherLabel || used_labels_.count(label) != 0) label += " #" + std::to_string(id);
   used_labels_.insert(label);
   return label;
+}
+
+std::string LoopMetrics::NameOf(uint32_t id) const {
+  if (id < protocol::kFirstNameId || id - protocol::kFirstNameId >= name_labels_.size()) return std::string(kOtherLabel);
+  return name_labels_[id - protocol::kFirstNameId];
+}
+
+void LoopMetrics::RecordSlowEvent(const protocol::Sample& sample) {
+  const char* kind = sample.kind() == static_cast<uint8_t>(protocol::SampleKind::kTimer) ? "timer"
+                     : sample.kind() == static_cast<uint8_t>(protocol::SampleKind::kIo) ? "io"
+                                                                                        : "ready";
+  slow_log_->Add({{"service", loop_labels_.at("service")},
+                  {"pid", pid_},
+                  {"loop", loop_id_},
+                  {"callback", NameOf(sample.name_id)},
+                  {"kind", kind},
+                  {"duration_seconds", TicksToSeconds(static_cast<double>(sample.duration_ticks))},
+                  {"started_unix", RingClock::UnixSeconds(clock_.MonoNs(sample.start_ticks))}});
 }
 
 prometheus::Labels LoopMetrics::NamedLabels(uint32_t position) const {

@@ -15,7 +15,9 @@
 #include "bucket_index.h"
 #include "buckets.h"
 #include "callback_top_k.h"
+#include "event_log.h"
 #include "loop_families.h"
+#include "ring_clock.h"
 #include "loopwatch/header_check.h"
 #include "loopwatch/layout.h"
 
@@ -24,6 +26,7 @@ namespace loopwatch::agent {
 struct AggregationOptions {
   uint32_t top_k = 20;                  // named series per loop, besides "other"
   double slow_threshold_seconds = 0.1;  // loopwatch_slow_callbacks_total counts durations >= this
+  double slow_event_threshold_seconds = 0.5;  // durations >= this are recorded for /api/slow
 };
 
 // Not thread safe: used on the drain thread only. (The series it owns are read by scrapes
@@ -32,7 +35,9 @@ class LoopMetrics {
  public:
   static constexpr std::chrono::seconds kRerankPeriod{1};
 
-  LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot& header, const AggregationOptions& options);
+  // `slow_log` (may be null) receives one event per callback of at least slow_event_threshold_seconds.
+  LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot& header, const AggregationOptions& options,
+              EventLog* slow_log = nullptr);
   ~LoopMetrics();
   LoopMetrics(const LoopMetrics&) = delete;
   LoopMetrics& operator=(const LoopMetrics&) = delete;
@@ -47,6 +52,7 @@ class LoopMetrics {
     ++duration_counts_[bucket];
     duration_sum_ticks_ += static_cast<double>(duration);
     batch_slow_ += duration >= slow_ticks_ ? 1 : 0;
+    if (duration >= slow_event_ticks_ && slow_log_ != nullptr) [[unlikely]] RecordSlowEvent(sample);
     if (sample.lag_ticks != protocol::kLagUnknown) {
       ++lag_counts_[lag_index_.Index(sample.lag_ticks)];
       lag_sum_ticks_ += static_cast<double>(sample.lag_ticks);
@@ -71,6 +77,9 @@ class LoopMetrics {
   // Re-ranks the callback top-K if the last re-rank is older than kRerankPeriod (flushes first).
   void MaybeRerank(std::chrono::steady_clock::time_point now);
 
+  // The label value of a name id ("other" for kNameIdOther and ids not read yet).
+  std::string NameOf(uint32_t id) const;
+  const prometheus::Labels& loop_labels() const { return loop_labels_; }
   uint64_t samples() const { return samples_; }
   uint64_t dropped() const { return dropped_; }
   uint32_t names() const { return static_cast<uint32_t>(name_labels_.size()); }
@@ -80,6 +89,8 @@ class LoopMetrics {
   const CallbackTopK& top_k() const { return top_k_; }
 
  private:
+  void RecordSlowEvent(const protocol::Sample& sample);
+
   struct NamedBatch {
     std::array<uint32_t, kSecondsBucketCount> counts{};
     double sum_ticks = 0;
@@ -94,6 +105,11 @@ class LoopMetrics {
   const prometheus::Labels loop_labels_;  // service, pid, loop
   const double ns_per_tick_;
   const uint64_t slow_ticks_;
+  EventLog* const slow_log_;
+  const uint64_t slow_event_ticks_;  // ~0 without a slow_log
+  const RingClock clock_;
+  const int32_t pid_;
+  const uint32_t loop_id_;
   const BucketIndex duration_index_;
   const BucketIndex lag_index_;
   const BucketIndex handles_index_;

@@ -1,5 +1,5 @@
 // loopwatch-agent's entry point: parses the flags, prepares the ring directory, starts the web
-// server (prometheus::Exposer serving /metrics plus our /api/status), then runs the scan and drain
+// server (prometheus::Exposer's CivetWeb serving /metrics and the /api/* routes), then runs the scan and drain
 // timers on one Asio thread until SIGINT or SIGTERM, and exits 0.
 #include <signal.h>
 
@@ -7,10 +7,13 @@
 #include <utility>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <chrono>
 #include <exception>
+#include <future>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -19,6 +22,7 @@
 
 #include "agent.h"
 #include "agent_config.h"
+#include "agent_routes.h"
 #include "http_api.h"
 #include "periodic_timer.h"
 #include "ring_directory.h"
@@ -27,6 +31,8 @@
 namespace {
 
 using loopwatch::agent::Agent;
+using loopwatch::agent::AgentOptions;
+using loopwatch::agent::AgentRoutes;
 using loopwatch::agent::AgentConfig;
 using loopwatch::agent::HttpApi;
 using loopwatch::agent::PeriodicTimer;
@@ -39,10 +45,29 @@ int Run(const AgentConfig& config) {
     return 1;
   }
 
-  Agent agent({config.ring_dir, {config.top_k, config.slow_threshold_ms / 1000.0}});
-  // Outlives the exposer (declared first). It serves /metrics itself (text_exposition.h); the
-  // Exposer provides the CivetWeb server and 404s every other path.
-  HttpApi api([&agent] { return agent.StatusJson(); }, [&agent](std::string& out) { agent.AppendMetricsText(out); });
+  AgentOptions options;
+  options.ring_dir = config.ring_dir;
+  options.aggregation = {config.top_k, config.slow_threshold_ms / 1000.0, config.slow_event_threshold_ms / 1000.0};
+  options.owners = {config.allowed_uids};
+  options.stalls.stall_threshold_seconds = config.stall_threshold_ms / 1000.0;
+  options.stalls.name_threshold_seconds = config.slow_threshold_ms / 1000.0;
+  options.stall_log_size = config.stall_keep;
+  options.slow_log_size = config.slow_keep;
+  Agent agent(options);
+
+  boost::asio::io_context io;
+  // Control requests change rings, which only the Asio thread touches: run them there and wait.
+  auto run_on_agent_thread = [&io](std::function<nlohmann::json()> job) -> std::optional<nlohmann::json> {
+    auto promise = std::make_shared<std::promise<nlohmann::json>>();
+    std::future<nlohmann::json> result = promise->get_future();
+    boost::asio::post(io, [promise, job = std::move(job)] { promise->set_value(job()); });
+    if (result.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+    return result.get();
+  };
+  // Outlives the exposer (declared first). It serves /metrics itself (text_exposition.h) and the
+  // JSON routes; the Exposer provides the CivetWeb server and 404s every other path.
+  HttpApi api([&agent](std::string& out) { agent.AppendMetricsText(out); },
+              AgentRoutes(agent, config.enable_control, run_on_agent_thread));
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(address->civetweb_spec, 2, api.callbacks());
@@ -56,7 +81,6 @@ int Run(const AgentConfig& config) {
                loopwatch::agent::kAgentVersion, host, ports.empty() ? 0 : ports.front(), config.ring_dir,
                config.drain_interval_ms, config.scan_interval_ms);
 
-  boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&io](const boost::system::error_code& ec, int signal_number) {
     if (ec) return;

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "label_text.h"
+
 namespace loopwatch::agent {
 
 bool Refusals::Refuse(const std::string& name, const std::string& path, const FileIdentity& identity,
@@ -10,9 +12,9 @@ bool Refusals::Refuse(const std::string& name, const std::string& path, const Fi
   if (!directory_.RememberRefused(name, identity, whole_life)) return false;
   metrics_.CountRefused(reason);
   if (detail.empty()) {
-    spdlog::warn("refused ring file {}: {}", path, reason);
+    spdlog::warn("refused ring file {}: {}", ForLog(path), reason);
   } else {
-    spdlog::warn("refused ring file {}: {} ({})", path, reason, detail);
+    spdlog::warn("refused ring file {}: {} ({})", ForLog(path), reason, detail);
   }
   return true;
 }

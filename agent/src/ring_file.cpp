@@ -13,7 +13,7 @@ namespace loopwatch::agent {
 
 using protocol::HeaderError;
 
-RingOpenResult RingFile::Open(const std::string& path) {
+RingOpenResult RingFile::Open(const std::string& path, const OwnerPolicy& owners) {
   RingOpenResult result;
   // O_NONBLOCK: never hang on a FIFO someone named *.ring; fstat refuses it right after.
   const int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -42,6 +42,11 @@ RingOpenResult RingFile::Open(const std::string& path) {
     close(fd);
     return result;
   }
+  if (!owners.Allows(st.st_uid)) {
+    result.reason = "owner_not_allowed";
+    close(fd);
+    return result;
+  }
   const auto length = static_cast<uint64_t>(st.st_size);
   if (length < sizeof(protocol::RingHeader)) {  // nothing to map; CheckHeader would say the same
     result.header_error = HeaderError::kTooSmall;
@@ -49,30 +54,30 @@ RingOpenResult RingFile::Open(const std::string& path) {
     close(fd);
     return result;
   }
-  void* data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (data == MAP_FAILED) {
-    result.error_number = errno;
-    result.reason = "map_failed";
+  // Guarded before the header is read: the file may shrink between fstat and CheckHeader.
+  GuardedMapping::Error map_error = GuardedMapping::Error::kNone;
+  std::unique_ptr<GuardedMapping> mapping = GuardedMapping::Map(fd, length, &map_error, &result.error_number);
+  if (!mapping) {
+    result.reason = map_error == GuardedMapping::Error::kNoGuardSlot ? "too_many_rings" : "map_failed";
     close(fd);
     return result;
   }
-  const protocol::HeaderCheck check = protocol::CheckHeader(data, length);
-  if (!check.ok()) {
-    result.header_error = check.error;
-    result.reason = protocol::HeaderErrorName(check.error);
-    munmap(data, length);
+  const protocol::HeaderCheck check = protocol::CheckHeader(mapping->data(), length);
+  if (!check.ok() || mapping->faulted()) {
+    result.header_error = check.ok() ? HeaderError::kFileSizeMismatch : check.error;
+    result.reason = check.ok() ? "truncated" : protocol::HeaderErrorName(check.error);
     close(fd);
     return result;
   }
-  result.ring.reset(new RingFile(path, fd, data, length, result.identity, check.header));
+  result.ring.reset(new RingFile(path, fd, std::move(mapping), result.identity, check.header));
   return result;
 }
 
-RingFile::RingFile(std::string path, int fd, void* data, std::size_t length, const FileIdentity& identity,
+RingFile::RingFile(std::string path, int fd, std::unique_ptr<GuardedMapping> mapping, const FileIdentity& identity,
                    const protocol::HeaderSnapshot& header)
-    : path_(std::move(path)), fd_(fd), data_(data), length_(length), identity_(identity), header_(header) {
-  auto* bytes = static_cast<unsigned char*>(data_);
-  auto* live = static_cast<protocol::RingHeader*>(data_);
+    : path_(std::move(path)), fd_(fd), mapping_(std::move(mapping)), identity_(identity), header_(header) {
+  auto* bytes = static_cast<unsigned char*>(mapping_->data());
+  auto* live = static_cast<protocol::RingHeader*>(mapping_->data());
   // CheckHeader proved both sections lie inside the mapping.
   reader_ = protocol::RingReader(live, reinterpret_cast<const protocol::Sample*>(bytes + header_.ring_offset),
                                  header_.ring_capacity);
@@ -90,7 +95,7 @@ void RingFile::ReleaseDrainedPages() {
   if (read_pos - released_pos_ < kMinRelease) return;
   const uint64_t capacity = header_.ring_capacity;
   const uint64_t from = read_pos - released_pos_ > capacity ? read_pos - capacity : released_pos_;
-  auto* ring = static_cast<unsigned char*>(data_) + header_.ring_offset;
+  auto* ring = static_cast<unsigned char*>(mapping_->data()) + header_.ring_offset;
   auto address = [ring, capacity](uint64_t pos) {
     return reinterpret_cast<uintptr_t>(ring + (pos & (capacity - 1)) * sizeof(protocol::Sample));
   };
@@ -112,9 +117,12 @@ void RingFile::ReleaseDrainedPages() {
   released_pos_ = read_pos - (address(read_pos) & (kWindow - 1)) / sizeof(protocol::Sample);
 }
 
-RingFile::~RingFile() {
-  munmap(data_, length_);
-  close(fd_);
+RingFile::~RingFile() { close(fd_); }  // mapping_ unmaps itself
+
+bool RingFile::Truncated() const {
+  if (mapping_->faulted()) return true;
+  struct stat st {};
+  return fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < mapping_->length();
 }
 
 uint64_t RingFile::Backlog() const {

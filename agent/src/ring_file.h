@@ -1,6 +1,8 @@
 // One ring file mapped into the agent: opened without following symlinks, accepted only if it is a
-// regular file whose header passes CheckHeader against the real file length, then mapped whole
-// (MAP_SHARED, read-write: the agent publishes read_pos). Owns the descriptor and the mapping.
+// regular file owned by an allowed user whose header passes CheckHeader against the real file length,
+// then mapped whole (MAP_SHARED, read-write: the agent publishes read_pos) under the SIGBUS guard, so
+// a file truncated while mapped is detected instead of crashing the agent. Owns the descriptor and
+// the mapping.
 #pragma once
 
 #include <cstddef>
@@ -9,10 +11,12 @@
 #include <string_view>
 
 #include "file_identity.h"
+#include "guarded_mapping.h"
 #include "loopwatch/header_check.h"
 #include "loopwatch/layout.h"
 #include "loopwatch/name_table.h"
 #include "loopwatch/ring.h"
+#include "owner_policy.h"
 
 namespace loopwatch::agent {
 
@@ -31,7 +35,7 @@ struct RingOpenResult {
 // Not thread safe: owned and used by the agent's drain thread.
 class RingFile {
  public:
-  static RingOpenResult Open(const std::string& path);
+  static RingOpenResult Open(const std::string& path, const OwnerPolicy& owners);
 
   ~RingFile();
   RingFile(const RingFile&) = delete;
@@ -43,12 +47,18 @@ class RingFile {
   // The validated immutable part of the header.
   const protocol::HeaderSnapshot& header() const { return header_; }
   // The live shared words (dropped, writer_flags, positions); the writer changes them concurrently.
-  protocol::RingHeader& live_header() { return *static_cast<protocol::RingHeader*>(data_); }
-  const protocol::RingHeader& live_header() const { return *static_cast<const protocol::RingHeader*>(data_); }
+  protocol::RingHeader& live_header() { return *static_cast<protocol::RingHeader*>(mapping_->data()); }
+  const protocol::RingHeader& live_header() const { return *static_cast<const protocol::RingHeader*>(mapping_->data()); }
+  // The report region (header().report_capacity bytes; CheckHeader proved it lies in the mapping).
+  unsigned char* report_region() { return static_cast<unsigned char*>(mapping_->data()) + header_.report_offset; }
   protocol::RingReader& reader() { return reader_; }
   protocol::NameTableReader& names() { return names_; }
   // Samples written but not drained yet (0 if the positions are inconsistent).
   uint64_t Backlog() const;
+
+  // True when the file no longer covers the whole mapping: it is shorter now (fstat), or a page of the
+  // mapping already faulted (BusErrorGuard). What the agent read from such a ring is not trustworthy.
+  bool Truncated() const;
 
   // Removes the directory entry if it still names this very file (not a replacement).
   bool UnlinkIfUnchanged() const;
@@ -60,13 +70,12 @@ class RingFile {
   void ReleaseDrainedPages();
 
  private:
-  RingFile(std::string path, int fd, void* data, std::size_t length, const FileIdentity& identity,
+  RingFile(std::string path, int fd, std::unique_ptr<GuardedMapping> mapping, const FileIdentity& identity,
            const protocol::HeaderSnapshot& header);
 
   const std::string path_;
   const int fd_;
-  void* const data_;
-  const std::size_t length_;
+  const std::unique_ptr<GuardedMapping> mapping_;
   const FileIdentity identity_;
   const protocol::HeaderSnapshot header_;
   protocol::RingReader reader_;

@@ -8,17 +8,16 @@
 
 namespace loopwatch::agent {
 
-RingSet::RingSet(LoopFamilies& families, AgentMetrics& metrics, Refusals& refusals,
-                 const AggregationOptions& options)
-    : families_(families), metrics_(metrics), refusals_(refusals), options_(options) {}
+RingSet::RingSet(RingShared& shared, AgentMetrics& metrics, Refusals& refusals)
+    : shared_(shared), metrics_(metrics), refusals_(refusals) {}
 
 RingSet::AddResult RingSet::Add(std::unique_ptr<RingFile> file, const std::string& name) {
   LoopKey key{SanitizeUtf8(file->header().service_name()), file->header().pid, file->header().loop_id};
   if (keys_.count(key) != 0) return AddResult::kDuplicateLoop;
   const protocol::HeaderSnapshot& h = file->header();
-  spdlog::info("mapped ring {} (service={} pid={} loop={} kind={} capacity={})", file->path(), key.service, h.pid,
+  spdlog::info("mapped ring {} (service={} pid={} loop={} kind={} capacity={})", ForLog(file->path()), ForLog(key.service), h.pid,
                h.loop_id, h.loop_kind == protocol::LoopKind::kUvloop ? "uvloop" : "asyncio", h.ring_capacity);
-  rings_.push_back(std::make_unique<TrackedRing>(std::move(file), name, families_, options_));
+  rings_.push_back(std::make_unique<TrackedRing>(std::move(file), name, shared_));
   keys_.insert(std::move(key));
   metrics_.SetRingsMapped(rings_.size());
   return AddResult::kAdded;
@@ -58,7 +57,7 @@ void RingSet::Retire(TrackedRing& ring) {
   }
   const bool unlinked = file.UnlinkIfUnchanged();
   metrics_.CountRetired();
-  spdlog::info("retired ring {} (writer gone, {} samples drained{})", file.path(), ring.metrics().samples(),
+  spdlog::info("retired ring {} (writer gone, {} samples drained{})", ForLog(file.path()), ring.metrics().samples(),
                unlinked ? ", file removed" : "");
 }
 

@@ -24,7 +24,7 @@ class RingSet {
  public:
   using Clock = std::chrono::steady_clock;
 
-  RingSet(LoopFamilies& families, AgentMetrics& metrics, Refusals& refusals, const AggregationOptions& options);
+  RingSet(RingShared& shared, AgentMetrics& metrics, Refusals& refusals);
   RingSet(const RingSet&) = delete;
   RingSet& operator=(const RingSet&) = delete;
 
@@ -46,10 +46,9 @@ class RingSet {
  private:
   void Retire(TrackedRing& ring);
 
-  LoopFamilies& families_;
+  RingShared& shared_;
   AgentMetrics& metrics_;
   Refusals& refusals_;
-  const AggregationOptions options_;
   std::vector<std::unique_ptr<TrackedRing>> rings_;
   std::set<LoopKey> keys_;  // keys of rings_
 };

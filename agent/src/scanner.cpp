@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "label_text.h"
 #include "ring_file.h"
 
 namespace loopwatch::agent {
@@ -33,7 +34,7 @@ void Scanner::MapNewFiles(Clock::time_point now) {
       refusals_.Refuse(candidate.name, candidate.path, candidate.identity, "not_regular_file");
       continue;
     }
-    RingOpenResult opened = RingFile::Open(candidate.path);
+    RingOpenResult opened = RingFile::Open(candidate.path, owners_);
     if (opened.vanished) continue;  // removed (or renamed) since the listing
     const FileIdentity& identity = opened.have_identity ? opened.identity : candidate.identity;
     if (!opened.ring) {
@@ -51,7 +52,7 @@ void Scanner::MapNewFiles(Clock::time_point now) {
     if (rings_.Add(std::move(opened.ring), candidate.name) == RingSet::AddResult::kDuplicateLoop) {
       if (duplicates_warned_.count(inode) == 0) {
         spdlog::warn("ring file {} has the service, pid and loop of a mapped ring; waiting for that one to retire",
-                     candidate.path);
+                     ForLog(candidate.path));
       }
       duplicates.insert(inode);
     }
@@ -68,7 +69,7 @@ void Scanner::CheckWriters(Clock::time_point now) {
     if (ring->phase() != RingPhase::kLive) continue;  // corrupt: retired by the sweep
     ring->MarkAwaitingScrape(scrapes_.scrapes(), now + kRetireDeadline);
     spdlog::info("writer of ring {} is gone: final drain read {} samples; retiring after the next scrape",
-                 ring->file().path(), last);
+                 ForLog(ring->file().path()), last);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "agent_metrics.h"
+#include "owner_policy.h"
 #include "refusals.h"
 #include "ring_directory.h"
 #include "ring_set.h"
@@ -24,8 +25,9 @@ class Scanner {
   static constexpr std::chrono::seconds kRetireDeadline{60};
 
   Scanner(RingDirectory& directory, RingSet& rings, Refusals& refusals, AgentMetrics& metrics,
-          const ScrapeCounter& scrapes)
-      : directory_(directory), rings_(rings), refusals_(refusals), metrics_(metrics), scrapes_(scrapes) {}
+          const ScrapeCounter& scrapes, OwnerPolicy owners)
+      : directory_(directory), rings_(rings), refusals_(refusals), metrics_(metrics), scrapes_(scrapes),
+        owners_(std::move(owners)) {}
   Scanner(const Scanner&) = delete;
   Scanner& operator=(const Scanner&) = delete;
 
@@ -40,6 +42,7 @@ class Scanner {
   Refusals& refusals_;
   AgentMetrics& metrics_;
   const ScrapeCounter& scrapes_;
+  const OwnerPolicy owners_;
   bool directory_unreadable_ = false;
   std::set<std::pair<uint64_t, uint64_t>> duplicates_warned_;  // (device, inode) of deferred rings
 };

@@ -20,6 +20,9 @@ nlohmann::json BuildStatusJson(const AgentStatus& status) {
         {"names", ring.names},
         {"alive", ring.alive},
         {"backlog", ring.backlog},
+        {"paused", ring.paused},
+        {"inflight_seconds", ring.inflight_seconds},
+        {"stalls", ring.stalls},
     });
   }
   return {

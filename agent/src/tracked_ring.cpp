@@ -8,24 +8,47 @@
 
 namespace loopwatch::agent {
 
-TrackedRing::TrackedRing(std::unique_ptr<RingFile> file, std::string name, LoopFamilies& families,
-                         const AggregationOptions& options)
+TrackedRing::TrackedRing(std::unique_ptr<RingFile> file, std::string name, RingShared& shared)
     : file_(std::move(file)),
       name_(std::move(name)),
       key_{SanitizeUtf8(file_->header().service_name()), file_->header().pid, file_->header().loop_id},
-      metrics_(std::make_unique<LoopMetrics>(families, file_->header(), options)) {
+      metrics_(std::make_unique<LoopMetrics>(shared.families, file_->header(), shared.aggregation, &shared.slow_log)),
+      stall_watch_(std::make_unique<StallWatch>(*file_, shared.families, metrics_->loop_labels(), shared.stalls,
+                                                shared.stall_log)) {
   // Tells the shim an agent reads this ring (so it leaves the file for us to drain and remove when it
-  // closes). Pairs with the shim's acquire load of control.
-  file_->live_header().control.store(protocol::kControlValid, std::memory_order_release);
+  // closes); clears a pause a previous agent left behind. The shim's own bits (kControlPausedByApp)
+  // stay. Release pairs with the shim's acquire load of control.
+  protocol::RingHeader& live = file_->live_header();
+  live.control.fetch_and(~protocol::kControlPaused, std::memory_order_relaxed);
+  live.control.fetch_or(protocol::kControlValid, std::memory_order_release);
 }
 
 TrackedRing::~TrackedRing() {
   // Pairs with the shim's acquire load of control when it closes the ring.
-  file_->live_header().control.store(0, std::memory_order_release);
+  file_->live_header().control.fetch_and(~(protocol::kControlValid | protocol::kControlPaused), std::memory_order_release);
+}
+
+void TrackedRing::SetPaused(bool paused) {
+  std::atomic<uint32_t>& control = file_->live_header().control;
+  // Relaxed: the bit orders no other data; the shim loads control before every callback, so it
+  // honours the change at its next callback (cache coherence makes the store visible at once).
+  if (paused) {
+    control.fetch_or(protocol::kControlPaused, std::memory_order_relaxed);
+  } else {
+    control.fetch_and(~protocol::kControlPaused, std::memory_order_relaxed);
+  }
+}
+
+bool TrackedRing::paused() const {
+  return (file_->live_header().control.load(std::memory_order_relaxed) & protocol::kControlPausedMask) != 0;
 }
 
 uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
   if (phase_ == RingPhase::kCorrupt) return 0;
+  if (file_->Truncated()) {  // before reading: pages past the new end would read as zeros
+    MarkCorrupt("truncated");
+    return 0;
+  }
   LoopMetrics& metrics = *metrics_;
   protocol::NameTableReader& names = file_->names();
   auto poll_names = [&names, &metrics] {
@@ -54,6 +77,10 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
     }
     if (got < want) break;
   }
+  if (file_->Truncated()) {  // shrunk during this drain: the zeros read are not samples
+    MarkCorrupt("truncated");
+    return total;
+  }
   if (!names_ok) {
     MarkCorrupt("corrupt_names");
     return total;
@@ -63,6 +90,7 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
   metrics.MirrorDropped(file_->live_header().dropped.load(std::memory_order_relaxed));
   metrics.MirrorBusy(file_->live_header().busy_ticks.load(std::memory_order_relaxed));  // relaxed: a statistic
   metrics.MaybeRerank(now);
+  stall_watch_->Check(now, [&metrics](uint32_t id) { return metrics.NameOf(id); });
   return total;
 }
 
@@ -112,6 +140,9 @@ RingStatus TrackedRing::Status() const {
   status.dropped = file_->live_header().dropped.load(std::memory_order_relaxed);
   status.alive = writer_alive_;
   status.backlog = phase_ == RingPhase::kCorrupt ? 0 : file_->Backlog();
+  status.paused = paused();
+  status.inflight_seconds = stall_watch_->inflight_seconds();
+  status.stalls = stall_watch_->stalls();
   return status;
 }
 

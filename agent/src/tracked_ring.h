@@ -10,9 +10,11 @@
 #include <string_view>
 
 #include "agent_status.h"
+#include "event_log.h"
 #include "loop_families.h"
 #include "loop_metrics.h"
 #include "ring_file.h"
+#include "stall_watch.h"
 
 namespace loopwatch::agent {
 
@@ -23,6 +25,15 @@ struct LoopKey {
   int32_t pid = 0;
   uint32_t loop = 0;
   auto operator<=>(const LoopKey&) const = default;
+};
+
+// What every ring shares: the metric families, the options, and the agent's event logs.
+struct RingShared {
+  LoopFamilies& families;
+  AggregationOptions aggregation;
+  StallOptions stalls;
+  EventLog& stall_log;  // /api/stalls
+  EventLog& slow_log;   // /api/slow
 };
 
 enum class RingPhase : uint8_t {
@@ -37,21 +48,26 @@ class TrackedRing {
   using Clock = std::chrono::steady_clock;
   static constexpr uint32_t kDrainBatch = 8192;  // samples per RingReader::Drain call
 
-  TrackedRing(std::unique_ptr<RingFile> file, std::string name, LoopFamilies& families,
-              const AggregationOptions& options);
-  // Clears the control word: with no agent attached, a shim that closes its ring removes the file.
+  TrackedRing(std::unique_ptr<RingFile> file, std::string name, RingShared& shared);
+  // Clears the agent's control bits: with no agent attached, a shim that closes its ring removes the
+  // file, and a pause the agent asked for ends with the agent.
   ~TrackedRing();
   TrackedRing(const TrackedRing&) = delete;
   TrackedRing& operator=(const TrackedRing&) = delete;
 
-  // Reads new names, then up to `max_samples` samples in batches, then mirrors the drop counter and
-  // re-ranks the callback top-K (at most once a second). Returns the samples drained. On a protocol
-  // violation the phase becomes kCorrupt and nothing more is read.
+  // Reads new names, then up to `max_samples` samples in batches, then mirrors the drop counter,
+  // re-ranks the callback top-K (at most once a second) and checks the in-flight callback. Returns the samples drained. On a protocol
+  // violation, or a file truncated under the mapping, the phase becomes kCorrupt and nothing more is
+  // read.
   uint64_t Drain(uint64_t max_samples, Clock::time_point now);
 
   // Asks whether the writer is alive (its lock, or its "closed" flag). Returns true once the writer
   // has been seen gone on two consecutive checks (one probe could race a writer still setting up).
   bool CheckWriterGone();
+
+  // Sets or clears kControlPaused (the agent's runtime off switch for this loop's shim).
+  void SetPaused(bool paused);
+  bool paused() const;
 
   void MarkAwaitingScrape(uint64_t scrapes_at_final_drain, Clock::time_point deadline);
   // True when a scrape was served after the final drain, or the deadline passed.
@@ -74,6 +90,7 @@ class TrackedRing {
   const std::string name_;
   const LoopKey key_;
   const std::unique_ptr<LoopMetrics> metrics_;  // destroyed first: series go before the mapping
+  const std::unique_ptr<StallWatch> stall_watch_;
   RingPhase phase_ = RingPhase::kLive;
   std::string_view corrupt_reason_;
   bool writer_alive_ = true;

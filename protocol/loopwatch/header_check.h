@@ -145,6 +145,9 @@ inline HeaderCheck CheckHeader(const void* data, uint64_t file_length) {
   const uint64_t ring_bytes = uint64_t{h.ring_capacity} * sizeof(Sample);
   if (h.names_offset < header_size || h.names_offset > file_length || h.names_offset % 8 != 0 ||
       h.report_offset < h.names_offset + h.names_capacity || h.report_offset > file_length ||
+      // The report region starts with a ReportHeader (stall_report.h: 8-byte aligned, an atomic seq):
+      // a misaligned atomic is undefined behaviour and can fault on aarch64.
+      h.report_offset % 8 != 0 ||
       h.ring_offset < h.report_offset + h.report_capacity || h.ring_offset % alignof(Sample) != 0 ||
       h.ring_offset > file_length || ring_bytes > file_length - h.ring_offset) {
     return fail(HeaderError::kBadGeometry);

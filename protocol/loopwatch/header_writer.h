@@ -25,7 +25,7 @@ struct WriterIdentity {
   double clock_ns_per_tick = 1.0;
   uint64_t created_unix_ns = 0;
   uint64_t heartbeat_ns = 0;
-  std::string_view service;  // truncated to kServiceNameSize - 1 bytes
+  std::string_view service;  // cut to at most kServiceNameSize - 1 bytes, at a UTF-8 character boundary
 };
 
 // `memory` is the zero-filled start of a new file of `geometry.file_size()` bytes. With publish=false
@@ -54,7 +54,12 @@ inline RingHeader* WriteRingHeader(void* memory, const RingGeometry& geometry, c
   h->clock_tick_base = id.clock_tick_base;
   h->clock_mono_base_ns = id.clock_mono_base_ns;
   h->clock_ns_per_tick = id.clock_ns_per_tick;
-  std::memcpy(h->service, id.service.data(), id.service.size() < kServiceNameSize ? id.service.size() : kServiceNameSize - 1);
+  std::size_t service_length = id.service.size() < kServiceNameSize ? id.service.size() : kServiceNameSize - 1;
+  if (service_length < id.service.size()) {
+    // Never cut a character in two: back off over continuation bytes (10xxxxxx) to a lead byte.
+    while (service_length > 0 && (static_cast<unsigned char>(id.service[service_length]) & 0xC0) == 0x80) --service_length;
+  }
+  std::memcpy(h->service, id.service.data(), service_length);
   h->heartbeat_ns.store(id.heartbeat_ns, std::memory_order_relaxed);
   // Pairs with the reader's acquire load of magic in CheckHeader: all fields above are visible first.
   if (publish) h->magic.store(kMagic, std::memory_order_release);

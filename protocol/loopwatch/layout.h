@@ -1,4 +1,5 @@
-// loopwatch shared-memory contract, version 1.1 (1.1 added: busy_ticks is written).
+// loopwatch shared-memory contract, version 1.2 (1.1 added: busy_ticks is written; 1.2: the in-flight
+// slot, capture_request, watchdog_wakeups and the report region are used, see stall_report.h).
 //
 // This header is the ONE definition of the ring file that the shim (writer, inside every Python
 // process) and the agent (reader) share. Both sides include it; nothing else may describe the layout.
@@ -21,9 +22,9 @@
 // 128 | clock_tick_base u64 | clock_mono_base_ns u64 | clock_ns_per_tick f64 | reserved[5]
 // 192 | service name, 128 bytes UTF-8, NUL padded (two lines)
 // 320 | WRITER line: dropped u64 | busy_ticks u64 | names_end u64 | names_count u32 | writer_flags u32
-//     | heartbeat_ns u64 | reserved[3]
+//     | heartbeat_ns u64 | watchdog_wakeups u64 | reserved[2]
 // 384 | IN-FLIGHT line (writer): inflight_start u64 | inflight_name u32 | reserved
-// 448 | CONTROL line (agent writes, shim reads): control u32 (futex word) | reserved
+// 448 | CONTROL line (agent writes, shim reads): control u32 | capture_request u32 (futex word) | reserved
 // 512 | write_pos u64 (writer, release)  -- own cache line
 // 576 | read_pos u64 (reader, release)   -- own cache line
 // 640..1023 reserved, zero
@@ -42,7 +43,7 @@ namespace loopwatch::protocol {
 // "LOOPWTCH" read as a little-endian u64.
 inline constexpr uint64_t kMagic = 0x48435457504F4F4CULL;
 inline constexpr uint16_t kVersionMajor = 1;  // bump on any incompatible change; readers refuse others
-inline constexpr uint16_t kVersionMinor = 1;  // bump on additions readers may ignore
+inline constexpr uint16_t kVersionMinor = 2;  // bump on additions readers may ignore
 
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kRingAlignment = 4096;
@@ -70,7 +71,11 @@ inline constexpr uint32_t kMaxHandles = (1u << 24) - 1;  // Sample::handles satu
 
 // Bits of RingHeader::control (written by the agent, read by the shim).
 inline constexpr uint32_t kControlValid = 1u << 31;  // agent attached: set when it maps the ring, kept in every value it writes
-inline constexpr uint32_t kControlPaused = 1u << 0;  // the shim records nothing while set
+inline constexpr uint32_t kControlPaused = 1u << 0;  // the agent paused recording; the shim records nothing while set
+// Set and cleared by the shim itself (loopwatch.pause()/resume()); the agent preserves it, it only
+// sets and clears kControlValid and kControlPaused (fetch_or / fetch_and).
+inline constexpr uint32_t kControlPausedByApp = 1u << 1;
+inline constexpr uint32_t kControlPausedMask = kControlPaused | kControlPausedByApp;
 
 // Bits of RingHeader::writer_flags (written by the shim).
 inline constexpr uint32_t kWriterNamesFull = 1u << 0;  // some names were folded into "other"
@@ -147,16 +152,18 @@ struct alignas(kCacheLine) RingHeader {
   std::atomic<uint32_t> names_count; // records published; stored before names_end's release
   std::atomic<uint32_t> writer_flags;
   std::atomic<uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of the last name/close event; relaxed
-  uint64_t reserved_writer[3];
+  std::atomic<uint64_t> watchdog_wakeups;  // v1.2: times the watchdog thread woke for a capture; relaxed
+  uint64_t reserved_writer[2];
 
-  // --- in-flight slot: the callback running now (reserved for v1.1; zero = idle) -----------------
+  // --- in-flight slot: the callback running now (v1.2; zero = idle; protocol in stall_report.h) -----
   alignas(kCacheLine) std::atomic<uint64_t> inflight_start_ticks;
   std::atomic<uint32_t> inflight_name_id;
   uint32_t reserved_inflight[13];
 
   // --- control line: stored by the agent, loaded by the shim --------------------------------------
-  alignas(kCacheLine) std::atomic<uint32_t> control;  // futex word; see kControl*
-  uint32_t reserved_control[15];
+  alignas(kCacheLine) std::atomic<uint32_t> control;  // see kControl*
+  std::atomic<uint32_t> capture_request;               // v1.2: futex word, see stall_report.h
+  uint32_t reserved_control[14];
 
   // --- ring positions: free-running, never wrapped; index = pos & (capacity - 1) ------------------
   alignas(kCacheLine) std::atomic<uint64_t> write_pos;  // shim: release after the record is written
@@ -192,7 +199,10 @@ static_assert(offsetof(RingHeader, names_end) == 336);
 static_assert(offsetof(RingHeader, writer_flags) == 348);
 static_assert(offsetof(RingHeader, heartbeat_ns) == 352);
 static_assert(offsetof(RingHeader, inflight_start_ticks) == 384);
+static_assert(offsetof(RingHeader, watchdog_wakeups) == 360);
+static_assert(offsetof(RingHeader, inflight_name_id) == 392);
 static_assert(offsetof(RingHeader, control) == 448);
+static_assert(offsetof(RingHeader, capture_request) == 452);
 static_assert(offsetof(RingHeader, write_pos) == 512);
 static_assert(offsetof(RingHeader, read_pos) == 576);
 
@@ -213,7 +223,7 @@ struct RingGeometry {
 inline constexpr RingGeometry kDefaultGeometry{
     .ring_capacity = 1u << 17,      // 128 Ki samples = 4 MiB: 130 ms of a 1 M callbacks/s loop
     .names_capacity = 256u << 10,   // ~3000 names of 80 bytes
-    .report_capacity = 16u << 10,   // stall reports (v1.1)
+    .report_capacity = 16u << 10,   // stall reports (v1.2, stall_report.h)
 };
 
 }  // namespace loopwatch::protocol

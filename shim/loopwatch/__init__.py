@@ -3,12 +3,16 @@
 Set ``LOOPWATCH=1`` in a process's environment (with this package installed) and every loop in it is
 instrumented from interpreter start; run ``loopwatch-agent`` to collect the samples. Code that wants
 to opt in explicitly calls :func:`install`. Importing this package alone changes nothing.
+
+PYTEST_DONT_REWRITE: the pytest11 entry point (loopwatch.pytest_plugin) makes pytest mark this
+package for assertion rewriting; with LOOPWATCH=1 it is imported before pytest starts, and without
+this marker every such pytest run would warn (or fail, under ``filterwarnings = error``).
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["install", "uninstall", "status", "__version__"]
+__all__ = ["install", "uninstall", "pause", "resume", "status", "__version__"]
 __version__ = "0.1.0"
 
 
@@ -32,8 +36,30 @@ def uninstall() -> None:
     loops.uninstall()
 
 
+def pause() -> None:
+    """Stop recording on every loop of this process, and on loops created later, until :func:`resume`.
+
+    Callbacks keep running exactly as before; they are just not measured (no samples, no in-flight
+    slot). The agent can also pause a single loop; either pause stops it. Idempotent.
+    """
+    from . import loops
+
+    loops.pause()
+
+
+def resume() -> None:
+    """Undo :func:`pause` (a loop the agent paused stays paused until the agent resumes it)."""
+    from . import loops
+
+    loops.resume()
+
+
 def status() -> dict[str, Any]:
-    """What is instrumented, where rings go, each loop's ring and why recording is off, if it is."""
+    """What is instrumented, where rings go, each loop's ring and why recording is off, if it is.
+
+    ``paused`` says whether :func:`pause` is in effect; each loop tells ``paused_by_agent``,
+    ``agent_attached``, its ``watchdog`` thread and ``watchdog_wakeups`` (stall captures answered).
+    """
     from . import loops
 
     return loops.status()

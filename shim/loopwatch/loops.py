@@ -89,7 +89,8 @@ def install(*, dir: str | None = None, service: str | None = None, ring_capacity
     if _state["installed"]:
         return
     _state["installed"] = True
-    atexit.register(_shim.close_all)
+    # shutdown = close_all + no new watchdog threads: every watchdog is joined before finalization.
+    atexit.register(_shim.shutdown)
     _post_import.when_imported("asyncio", _guarded("asyncio", _instrument_asyncio))
     _post_import.when_imported("uvloop", _guarded("uvloop", _instrument_uvloop))
 
@@ -103,6 +104,18 @@ def uninstall() -> None:
     _state.update(installed=False, asyncio="stock: uninstalled", uvloop="stock: uninstalled")
 
 
+def pause() -> None:
+    from . import _shim
+
+    _shim.set_paused(True)
+
+
+def resume() -> None:
+    from . import _shim
+
+    _shim.set_paused(False)
+
+
 def status() -> dict[str, Any]:
     """A snapshot for humans and tests: what is hooked, and each loop's ring."""
     from . import _shim
@@ -111,6 +124,7 @@ def status() -> dict[str, Any]:
     error = _shim.first_error()
     return {
         "installed": _state["installed"],
+        "paused": _shim.paused(),
         "asyncio": _state["asyncio"],
         "uvloop": _state["uvloop"],
         "dir": _state["dir"],

@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "current_sample.h"
 #include "enqueue_stamps.h"
+#include "inflight.h"
 #include "loop_state.h"
 
 namespace loopwatch::shim {
@@ -39,7 +40,7 @@ struct AsyncioHook {
   PyObject* stock_call_soon = nullptr;
   PyObject* stock_add_callback = nullptr;
   Py_ssize_t off_callback = -1, off_args = -1, off_context = -1, off_loop = -1, off_cancelled = -1,
-             off_source_traceback = -1, off_when = -1;
+             off_when = -1;
   PyObject *s_ready = nullptr, *s_scheduled = nullptr, *s_append = nullptr;
   PyTypeObject* deque_type = nullptr;  // collections.deque
   PyObject* deque_append = nullptr;    // collections.deque.append (a method descriptor)
@@ -111,6 +112,21 @@ PyObject* ReportCallbackException(PyObject* self, PyObject* exc) {
   return result;
 }
 
+// `context.run(callback, *args)` for a context that is not a contextvars.Context, as Python runs it.
+PyObject* CallContextRun(PyObject* context, PyObject* callback, PyObject* args) {
+  PyObject* run = PyObject_GetAttrString(context, "run");
+  if (run == nullptr) return nullptr;
+  PyObject* rest = PySequence_Tuple(args);
+  PyObject* head = rest != nullptr ? PyTuple_Pack(1, callback) : nullptr;
+  PyObject* all = head != nullptr ? PySequence_Concat(head, rest) : nullptr;
+  PyObject* result = all != nullptr ? PyObject_Call(run, all, nullptr) : nullptr;
+  Py_XDECREF(all);
+  Py_XDECREF(head);
+  Py_XDECREF(rest);
+  Py_DECREF(run);
+  return result;
+}
+
 PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   PyObject* callback = Slot(self, g_hook.off_callback);
   PyObject* args = Slot(self, g_hook.off_args);
@@ -125,8 +141,9 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   Py_INCREF(context);
 
   LoopState* state = CachedStateForLoop(loop, LoopKind::kAsyncio);
-  RingFile* ring = state != nullptr ? state->Ring() : nullptr;
-  Sample sample{};
+  RingFile* ring = state != nullptr ? state->RecordingRing() : nullptr;  // nullptr while paused
+  TimedCallback timed;
+  Sample& sample = timed.sample;
   uint64_t due_ticks = 0;
   SampleKind kind = SampleKind::kReady;
   if (ring != nullptr) {
@@ -144,12 +161,13 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
     }
     sample.handles_kind = Sample::PackHandlesKind(handles, kind);
     sample.start_ticks = NowTicks();
+    timed.inflight = BeginInflight(ring->header(), sample.name_id, sample.start_ticks);
   }
 
   PyObject* result = nullptr;
   uint64_t end = 0;
   {
-    CurrentSampleScope current(ring != nullptr ? &sample : nullptr);
+    CurrentCallbackScope current(ring != nullptr ? &timed : nullptr);
     if (PyContext_Enter(context) == 0) {
       if (PyTuple_CheckExact(args)) {
         result = PyObject_Call(callback, args, nullptr);
@@ -159,6 +177,12 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
         Py_XDECREF(tuple);
       }
       if (PyContext_Exit(context) != 0) Py_CLEAR(result);
+    } else if (!PyContext_CheckExact(context)) {
+      // Not a contextvars.Context (only the failure path pays for this check): stock asyncio calls
+      // `self._context.run(...)` on whatever it is, so an object with a run method works, and any
+      // other raises the AttributeError that Python would.
+      PyErr_Clear();
+      result = CallContextRun(context, callback, args);
     }
     if (ring != nullptr) end = NowTicks();
   }
@@ -168,7 +192,11 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
     sample.lag_ticks = due_ticks == 0 ? protocol::kLagUnknown
                        : sample.start_ticks > due_ticks ? sample.start_ticks - due_ticks
                                                         : 0;
-    if (state->Ring() != nullptr) state->Push(sample);  // Ring() again: the callback may have closed it
+    // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
+    if (RingFile* now = state->Ring()) {
+      if (timed.inflight == now->header()) EndInflight(timed.inflight);
+      state->Push(sample);
+    }
   }
   Py_DECREF(callback);
   Py_DECREF(args);
@@ -214,22 +242,21 @@ PyObject* AppendToReady(PyObject* loop, PyObject* handle) {
   return r;
 }
 
-PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 3) {  // not how asyncio calls it: let the stock function raise exactly as it would
-    PyObject* stack[4] = {self, nargs > 0 ? args[0] : nullptr, nargs > 1 ? args[1] : nullptr, nargs > 2 ? args[2] : nullptr};
-    return PyObject_Vectorcall(g_hook.stock_call_soon, stack, static_cast<size_t>(nargs > 3 ? 3 : nargs) + 1, nullptr);
+PyObject* LoopCallSoon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs != 3 || kwnames != nullptr) {  // not how asyncio calls it: the stock function, as it would run
+    PyObject* bound = PyMethod_New(g_hook.stock_call_soon, self);
+    if (bound == nullptr) return nullptr;
+    PyObject* result = PyObject_Vectorcall(bound, args, nargsf, kwnames);
+    Py_DECREF(bound);
+    return result;
   }
   PyObject* stack[4] = {args[0], args[1], self, args[2]};
   PyObject* handle = PyObject_Vectorcall(reinterpret_cast<PyObject*>(g_hook.handle_type), stack, 4, nullptr);
   if (handle == nullptr) return nullptr;
-  PyObject* source_traceback = g_hook.off_source_traceback >= 0 ? Slot(handle, g_hook.off_source_traceback) : nullptr;
-  if (source_traceback != nullptr) {
-    const int truthy = PyObject_IsTrue(source_traceback);
-    if (truthy < 0 || (truthy > 0 && PySequence_DelItem(source_traceback, -1) < 0)) {
-      Py_DECREF(handle);
-      return nullptr;
-    }
-  }
+  // No `del handle._source_traceback[-1]` here, unlike the stock _call_soon: that removes the stock
+  // _call_soon's own frame, and this C function has none. The caller's (call_soon's) frame is the
+  // last one, and call_soon removes it itself, so debug-mode tracebacks end where the user scheduled.
   PyObject* appended = AppendToReady(self, handle);
   if (appended == nullptr) {
     Py_DECREF(handle);
@@ -263,7 +290,7 @@ PyObject* LoopAddCallback(PyObject* self, PyObject* handle) {
 
 PyMethodDef g_handle_run_def = {"_run", HandleRun, METH_NOARGS, "loopwatch: Handle._run with timing"};
 PyMethodDef g_call_soon_def = {"_call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(LoopCallSoon)),
-                               METH_FASTCALL, "loopwatch: BaseEventLoop._call_soon with an enqueue stamp"};
+                               METH_FASTCALL | METH_KEYWORDS, "loopwatch: BaseEventLoop._call_soon with an enqueue stamp"};
 PyMethodDef g_add_callback_def = {"_add_callback", LoopAddCallback, METH_O,
                                   "loopwatch: BaseEventLoop._add_callback with an enqueue stamp"};
 
@@ -294,10 +321,9 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   h.off_context = SlotOffset(handle_type, "_context");
   h.off_loop = SlotOffset(handle_type, "_loop");
   h.off_cancelled = SlotOffset(handle_type, "_cancelled");
-  h.off_source_traceback = SlotOffset(handle_type, "_source_traceback");
   h.off_when = SlotOffset(timer_type, "_when");
   if (h.off_callback < 0 || h.off_args < 0 || h.off_context < 0 || h.off_loop < 0 || h.off_when < 0 ||
-      h.off_source_traceback < 0 || h.off_cancelled < 0) {
+      h.off_cancelled < 0) {
     PyErr_SetString(PyExc_RuntimeError, "asyncio.Handle does not have the __slots__ loopwatch was built for");
     return nullptr;
   }

@@ -1,25 +1,31 @@
-// The sample being timed right now on this thread, if any. Set by the hooks around each callback.
-// A protocol method wrapper that finds one (asyncio: data_received runs inside the selector's
-// _read_ready handle) renames that sample after itself instead of recording a nested one, so time is
-// attributed to the innermost named callback and never counted twice.
+// The callback being timed right now on this thread, if any: its sample, and the ring header whose
+// in-flight slot it holds (inflight.h). Set by the hooks around each callback. A protocol method
+// wrapper that finds one (asyncio: data_received runs inside the selector's _read_ready handle)
+// renames that sample and its in-flight slot after itself instead of recording a nested one, so time
+// is attributed to the innermost named callback and never counted twice.
 #pragma once
 
 #include "loopwatch/layout.h"
 
 namespace loopwatch::shim {
 
-extern thread_local protocol::Sample* t_current_sample __attribute__((tls_model("initial-exec")));
+struct TimedCallback {
+  protocol::Sample sample{};
+  protocol::RingHeader* inflight = nullptr;  // the header whose in-flight slot this callback owns, or nullptr
+};
+
+extern thread_local TimedCallback* t_current_callback __attribute__((tls_model("initial-exec")));
 
 // Restores the previous value on scope exit (nested loops: run_until_complete inside a callback).
-class CurrentSampleScope {
+class CurrentCallbackScope {
  public:
-  explicit CurrentSampleScope(protocol::Sample* sample) : previous_(t_current_sample) { t_current_sample = sample; }
-  ~CurrentSampleScope() { t_current_sample = previous_; }
-  CurrentSampleScope(const CurrentSampleScope&) = delete;
-  CurrentSampleScope& operator=(const CurrentSampleScope&) = delete;
+  explicit CurrentCallbackScope(TimedCallback* timed) : previous_(t_current_callback) { t_current_callback = timed; }
+  ~CurrentCallbackScope() { t_current_callback = previous_; }
+  CurrentCallbackScope(const CurrentCallbackScope&) = delete;
+  CurrentCallbackScope& operator=(const CurrentCallbackScope&) = delete;
 
  private:
-  protocol::Sample* previous_;
+  TimedCallback* previous_;
 };
 
 }  // namespace loopwatch::shim

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "watchdog.h"
+
 namespace loopwatch::shim {
 
 ShimConfig& Config() {
@@ -24,6 +26,8 @@ struct Registry {
   uint32_t next_loop_id = 1;
   bool warned = false;
   std::string first_error;
+  bool paused_by_app = false;     // loopwatch.pause(): new rings start paused too
+  bool watchdogs_enabled = true;  // false from ShutdownRings on (interpreter exit)
 };
 Registry& TheRegistry() {
   static auto* registry = new Registry;  // never destroyed: weakref callbacks may run at exit
@@ -35,10 +39,13 @@ PyObject* OnLoopCollected(PyObject* key, PyObject* /*weakref*/) {
   auto* loop = static_cast<PyObject*>(PyLong_AsVoidPtr(key));
   Registry& r = TheRegistry();
   if (auto it = r.by_loop.find(loop); it != r.by_loop.end()) {
-    it->second->Close();
-    it->second->Release();
+    // Out of the registry first: Close may release the GIL (watchdog.h), and another thread may
+    // then change the map, which would invalidate `it`.
+    LoopState* state = it->second;
     r.by_loop.erase(it);
     ++g_registry_generation;
+    state->Close();
+    state->Release();
   }
   Py_RETURN_NONE;
 }
@@ -77,14 +84,25 @@ RingFile* LoopState::OpenRing() {
     ring_failed_ = true;
     Registry& r = TheRegistry();
     if (!r.warned) {
-      // One clear line per process, never an exception into the application.
+      // One clear line per process, never an exception into the application. Not "for this
+      // process": loops whose rings were made before (a directory that filled up) still record.
       r.warned = true;
       r.first_error = error_;
-      std::fprintf(stderr, "loopwatch: recording disabled for this process's loops: %s\n", error_.c_str());
+      std::fprintf(stderr, "loopwatch: recording disabled for loop %u (and later loops whose ring cannot be made): %s\n",
+                   loop_id_, error_.c_str());
     }
     return nullptr;
   }
   path_ = ring_->path();
+  Registry& r = TheRegistry();
+  // Nothing can be recorded yet (this is the loop thread, before its first sample): a paused
+  // process's new ring is paused before it records anything. fetch_or keeps the agent's bits.
+  if (r.paused_by_app) ring_->header()->control.fetch_or(protocol::kControlPausedByApp, std::memory_order_relaxed);
+  if (r.watchdogs_enabled) {
+    watchdog_ = Watchdog::Start(ring_->header(), PyThread_get_thread_ident(), &watchdog_error_);
+  } else {
+    watchdog_error_ = "the interpreter is exiting";
+  }
   return ring_;
 }
 
@@ -108,7 +126,14 @@ uint32_t LoopState::NameIdSlow(PyObject* callback, const CallbackKey& key) {
 
 void LoopState::Close() {
   if (closed_) return;
-  closed_ = true;
+  closed_ = true;  // first: Stop may release the GIL, and a second Close must then do nothing
+  if (watchdog_ != nullptr) {
+    // Before the ring is unmapped: the thread reads the header and writes the report region.
+    Watchdog* watchdog = watchdog_;
+    watchdog_ = nullptr;
+    watchdog->Stop();
+    delete watchdog;
+  }
   if (ring_ != nullptr) {
     ring_->Close();
     delete ring_;
@@ -117,6 +142,13 @@ void LoopState::Close() {
 }
 
 void LoopState::AbandonAfterFork() {
+  if (watchdog_ != nullptr) {
+    // The thread was not copied into this child, and its std::thread must be neither joined nor
+    // destroyed here: the object is leaked (a few hundred bytes per ring the parent had).
+    watchdog_->Abandon();
+    watchdog_ = nullptr;
+  }
+  watchdog_error_.clear();
   if (ring_ != nullptr) {
     ring_->AbandonAfterFork();
     delete ring_;
@@ -133,14 +165,32 @@ void LoopState::AbandonAfterFork() {
   // key_owners_ keep their references: dropping them here would run Python code inside fork.
 }
 
+void LoopState::SetPausedByApp(bool paused) {
+  if (ring_ == nullptr) return;
+  // Read-modify-write: the agent changes its own bits of the same word concurrently.
+  if (paused) {
+    ring_->header()->control.fetch_or(protocol::kControlPausedByApp, std::memory_order_relaxed);
+  } else {
+    ring_->header()->control.fetch_and(~protocol::kControlPausedByApp, std::memory_order_relaxed);
+  }
+}
+
 PyObject* LoopState::StatusDict() const {
   const char* state = closed_ ? "closed" : ring_ != nullptr ? "recording" : ring_failed_ ? "failed" : "idle";
-  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L,s:O}", "loop_id", loop_id_, "kind",
+  const protocol::RingHeader* h = ring_ != nullptr ? ring_->header() : nullptr;
+  // Relaxed: a snapshot for humans and tests.
+  const uint32_t control = h != nullptr ? h->control.load(std::memory_order_relaxed) : 0;
+  const std::string watchdog = watchdog_ != nullptr ? "running" : watchdog_error_.empty() ? "off" : "off: " + watchdog_error_;
+  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L,s:O,s:O,s:O,s:O,s:s,s:K}", "loop_id", loop_id_, "kind",
                        kind_ == protocol::LoopKind::kUvloop ? "uvloop" : "asyncio", "state", state, "file", path_.c_str(),
                        "error", error_.c_str(), "samples_written", static_cast<unsigned long long>(samples_written_),
-                       "dropped",
-                       static_cast<unsigned long long>(ring_ != nullptr ? ring_->header()->dropped.load(std::memory_order_relaxed) : 0),
-                       "pending", static_cast<long long>(pending), "busy_time", busy.available ? Py_True : Py_False);
+                       "dropped", static_cast<unsigned long long>(h != nullptr ? h->dropped.load(std::memory_order_relaxed) : 0),
+                       "pending", static_cast<long long>(pending), "busy_time", busy.available ? Py_True : Py_False,
+                       "agent_attached", (control & protocol::kControlValid) != 0 ? Py_True : Py_False, "paused_by_agent",
+                       (control & protocol::kControlPaused) != 0 ? Py_True : Py_False, "paused_by_app",
+                       (control & protocol::kControlPausedByApp) != 0 ? Py_True : Py_False, "watchdog", watchdog.c_str(),
+                       "watchdog_wakeups",
+                       static_cast<unsigned long long>(h != nullptr ? h->watchdog_wakeups.load(std::memory_order_relaxed) : 0));
 }
 
 LoopState* StateForLoop(PyObject* loop, protocol::LoopKind kind) {
@@ -170,9 +220,30 @@ LoopState* FindStateForLoop(PyObject* loop) {
 }
 
 void CloseAllRings() {
-  for (auto& [loop, state] : TheRegistry().by_loop) state->Close();
+  // Close may release the GIL (watchdog.h): iterate over a retained copy, not the live map.
+  std::vector<LoopState*> states;
+  states.reserve(TheRegistry().by_loop.size());
+  for (auto& [loop, state] : TheRegistry().by_loop) {
+    state->Retain();
+    states.push_back(state);
+  }
+  for (LoopState* state : states) state->Close();
+  for (LoopState* state : states) state->Release();
   ++g_registry_generation;
 }
+
+void ShutdownRings() {
+  TheRegistry().watchdogs_enabled = false;
+  CloseAllRings();
+}
+
+void SetProcessPaused(bool paused) {
+  Registry& r = TheRegistry();
+  r.paused_by_app = paused;
+  for (auto& [loop, state] : r.by_loop) state->SetPausedByApp(paused);  // never releases the GIL
+}
+
+bool ProcessPaused() { return TheRegistry().paused_by_app; }
 
 PyObject* RegistryStatusList() {
   PyObject* list = PyList_New(0);

@@ -17,9 +17,13 @@
 #include "loopwatch/layout.h"
 #include "busy_time.h"
 #include "callback_key.h"
+#include "callback_limit.h"
+#include "inflight.h"
 #include "ring_file.h"
 
 namespace loopwatch::shim {
+
+class Watchdog;
 
 struct ShimConfig {
   std::string dir = "/dev/shm/loopwatch";
@@ -49,6 +53,13 @@ class LoopState {
     return OpenRing();
   }
 
+  // Loop thread, once per callback: the ring to record this callback into, or nullptr when there is
+  // none or recording is paused (by the agent or the app: one relaxed load of the control word).
+  RingFile* RecordingRing() {
+    RingFile* ring = Ring();
+    return ring != nullptr && !Paused(ring->header()) ? ring : nullptr;
+  }
+
   // Loop thread. Name id of a callback: a direct-mapped cache probe, then a hash lookup of its key,
   // and the namer on the first sight only.
   uint32_t NameId(PyObject* callback) {
@@ -62,11 +73,15 @@ class LoopState {
 
   // Loop thread, after Ring() returned non-null.
   void Push(const protocol::Sample& sample) {
+    CheckCallbackLimit(sample, ring_->header(), loop_id_, kind_);  // one compare; see callback_limit.h
     if (ring_->writer().TryPush(sample)) ++samples_written_;
   }
 
-  void Close();             // loop gone: the ring is closed for the agent to drain and remove
-  void AbandonAfterFork();  // in a fork child: the parent's ring is not ours
+  // Loop gone: the watchdog thread is stopped (the GIL is released while waiting for it, if it may
+  // be waiting for the GIL), then the ring is closed for the agent to drain and remove.
+  void Close();
+  void AbandonAfterFork();  // in a fork child: the parent's ring and watchdog thread are not ours
+  void SetPausedByApp(bool paused);  // sets or clears kControlPausedByApp in the ring's control word
 
   uint32_t loop_id() const { return loop_id_; }
   protocol::LoopKind kind() const { return kind_; }
@@ -98,6 +113,8 @@ class LoopState {
   protocol::LoopKind kind_;
   int refs_ = 1;
   RingFile* ring_ = nullptr;
+  Watchdog* watchdog_ = nullptr;  // the ring's stall-capture thread; nullptr if none (see watchdog.h)
+  std::string watchdog_error_;    // why there is none
   bool ring_failed_ = false;
   bool closed_ = false;
   std::string error_;
@@ -135,8 +152,15 @@ inline LoopState* CachedStateForLoop(PyObject* loop, protocol::LoopKind kind) {
 }
 
 PyObject* RegistryStatusList();  // new reference: one dict per tracked loop
-void CloseAllRings();
-LoopState* FindStateForLoop(PyObject* loop);  // borrowed loop; nullptr if never seen            // at interpreter exit: every ring is handed over (or removed)
+void CloseAllRings();  // every ring is handed over to the agent (or removed); loops keep running unrecorded
+// At interpreter exit: no new watchdog threads from now on, then CloseAllRings(). Every watchdog
+// thread is thereby joined before finalization starts (none can be left waiting for the GIL).
+void ShutdownRings();
+// loopwatch.pause()/resume(): sets or clears kControlPausedByApp on every ring of the process and
+// remembers it, so that rings created later start paused.
+void SetProcessPaused(bool paused);
+bool ProcessPaused();
+LoopState* FindStateForLoop(PyObject* loop);  // borrowed loop; nullptr if never seen
 void InstallForkHandler();
 bool AnyRecordingFailed(std::string* first_error);
 

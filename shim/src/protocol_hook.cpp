@@ -9,12 +9,13 @@
 
 #include "clock.h"
 #include "current_sample.h"
+#include "inflight.h"
 #include "loop_state.h"
 #include "wrapper.h"
 
 namespace loopwatch::shim {
 
-thread_local protocol::Sample* t_current_sample __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local TimedCallback* t_current_callback __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 
@@ -32,26 +33,37 @@ PyObject* ProtocolMethodCall(PyObject* self, PyObject* const* args, size_t nargs
   LoopState* state = p->state;
   RingFile* ring = state != nullptr ? state->Ring() : nullptr;
   if (ring == nullptr) return PyObject_Vectorcall(p->target, args, nargsf, kwnames);
-  if (Sample* enclosing = t_current_sample) {
-    // Inside a timed handle on this thread: that sample is this callback's time.
-    enclosing->name_id = state->NameId(p->target);
-    enclosing->handles_kind = Sample::PackHandlesKind(enclosing->handles(), SampleKind::kIo);
+  if (TimedCallback* enclosing = t_current_callback) {
+    // Inside a timed handle on this thread (which already decided about pausing): that sample is
+    // this callback's time, and the in-flight slot it holds now names this callback.
+    Sample& outer = enclosing->sample;
+    outer.name_id = state->NameId(p->target);
+    outer.handles_kind = Sample::PackHandlesKind(outer.handles(), SampleKind::kIo);
+    // Only the slot of this loop's live ring (the enclosing handle may belong to another loop).
+    if (enclosing->inflight == ring->header()) RenameInflight(enclosing->inflight, outer.name_id);
     return PyObject_Vectorcall(p->target, args, nargsf, kwnames);
   }
-  Sample sample{};
+  if (Paused(ring->header())) return PyObject_Vectorcall(p->target, args, nargsf, kwnames);
+  TimedCallback timed;
+  Sample& sample = timed.sample;
   sample.name_id = state->NameId(p->target);
   sample.handles_kind = Sample::PackHandlesKind(static_cast<uint32_t>(state->pending < 0 ? 0 : state->pending), SampleKind::kIo);
   sample.lag_ticks = protocol::kLagUnknown;  // when the bytes arrived is the kernel's secret
   PyObject* method = Py_NewRef(p->target);   // the callback may drop the protocol's last reference
   PyObject* result;
   {
-    CurrentSampleScope scope(&sample);
+    CurrentCallbackScope scope(&timed);
     sample.start_ticks = NowTicks();
+    timed.inflight = BeginInflight(ring->header(), sample.name_id, sample.start_ticks);
     result = PyObject_Vectorcall(method, args, nargsf, kwnames);
     sample.duration_ticks = NowTicks() - sample.start_ticks;
   }
   Py_DECREF(method);
-  if (state->Ring() != nullptr) state->Push(sample);
+  // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
+  if (RingFile* now = state->Ring()) {
+    if (timed.inflight == now->header()) EndInflight(timed.inflight);
+    state->Push(sample);
+  }
   return result;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -21,6 +22,15 @@ namespace {
 
 std::string Errno(const char* what, const std::string& path, int err) {
   return std::string(what) + " " + path + ": " + std::strerror(err);
+}
+
+// Ring files are private to their owner (0600) unless LOOPWATCH_RING_MODE=0660 shares them with the
+// file's group, for an agent running as another user in that group (it needs write access too: it
+// publishes read_pos). Returns 0 for any other value.
+mode_t RingFileMode() {
+  const char* text = std::getenv("LOOPWATCH_RING_MODE");
+  if (text == nullptr || *text == '\0' || std::strcmp(text, "0600") == 0) return 0600;
+  return std::strcmp(text, "0660") == 0 ? 0660 : 0;
 }
 
 }  // namespace
@@ -55,7 +65,17 @@ RingFile* RingFile::Create(const RingIdentity& id, std::string* error) {
   // Built under a dot-name the agent ignores, then renamed: the agent never sees a half-made file.
   const std::string tmp_path = id.dir + "/." + RingFileName(pid, start_ticks, id.loop_id) + ".tmp";
 
-  if (mkdir(id.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  const mode_t mode = RingFileMode();
+  if (mode == 0) {
+    *error = std::string("LOOPWATCH_RING_MODE must be 0600 or 0660, got '") + std::getenv("LOOPWATCH_RING_MODE") + "'";
+    return nullptr;
+  }
+  // A directory the shim creates is shared the same way as its files (0700 or 0770, whatever the
+  // umask); an existing one is left as its owner made it.
+  const mode_t dir_mode = mode == 0660 ? 0770 : 0700;
+  if (mkdir(id.dir.c_str(), dir_mode) == 0) {
+    chmod(id.dir.c_str(), dir_mode);
+  } else if (errno != EEXIST) {
     *error = Errno("cannot create ring directory", id.dir, errno);
     return nullptr;
   }
@@ -64,18 +84,21 @@ RingFile* RingFile::Create(const RingIdentity& id, std::string* error) {
     *error = Errno("cannot create ring file", tmp_path, errno);
     return nullptr;
   }
+  // Names the final path: the temporary one is gone by the time anyone reads the message.
   auto fail = [&](const char* what, int err) -> RingFile* {
-    *error = Errno(what, tmp_path, err);
+    *error = Errno(what, final_path, err);
     close(fd);
     unlink(tmp_path.c_str());
     return nullptr;
   };
+  // Exactly `mode`, whatever the umask (created 0600 above, so never wider in between).
+  if (mode != 0600 && fchmod(fd, mode) != 0) return fail("cannot set the mode of ring file", errno);
   const uint64_t size = g.file_size();
   if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) return fail("cannot size ring file", err);
   struct flock lock {};
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file
-  if (fcntl(fd, F_SETLK, &lock) != 0) return fail("cannot lock ring file", errno);
+  if (fcntl(fd, F_OFD_SETLK, &lock) != 0) return fail("cannot lock ring file", errno);
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail("cannot map ring file", errno);
 

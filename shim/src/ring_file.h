@@ -1,6 +1,9 @@
 // One ring file, owned by the shim: created, mapped and locked when a loop runs its first callback,
-// released when the loop goes away. Holding a POSIX write lock on the file is how the agent tells a
-// live writer from a dead one (F_GETLK), so the file descriptor stays open for the ring's life.
+// released when the loop goes away. Holding a write lock on the file is how the agent tells a live
+// writer from a dead one (F_GETLK), so the file descriptor stays open for the ring's life. It is an
+// open-file-description lock (F_OFD_SETLK): a classic POSIX lock would be released when the process
+// closed ANY descriptor of the file (a reader of its own ring, a backup tool), making the agent retire
+// a live ring. A forked child drops its inherited copy of the descriptor (AbandonAfterFork).
 #pragma once
 
 #include <cstdint>

@@ -7,6 +7,7 @@
 #include "asyncio_hook.h"
 #include "busy_time.h"
 #include "callback_key.h"
+#include "callback_limit.h"
 #include "loop_state.h"
 #include "protocol_hook.h"
 #include "ring_dump.h"
@@ -73,6 +74,20 @@ PyObject* CloseAll(PyObject* /*module*/, PyObject* /*unused*/) {
   Py_RETURN_NONE;
 }
 
+PyObject* Shutdown(PyObject* /*module*/, PyObject* /*unused*/) {
+  ShutdownRings();
+  Py_RETURN_NONE;
+}
+
+PyObject* SetPaused(PyObject* /*module*/, PyObject* paused) {
+  const int truth = PyObject_IsTrue(paused);
+  if (truth < 0) return nullptr;
+  SetProcessPaused(truth != 0);
+  Py_RETURN_NONE;
+}
+
+PyObject* IsPaused(PyObject* /*module*/, PyObject* /*unused*/) { return PyBool_FromLong(ProcessPaused() ? 1 : 0); }
+
 PyObject* FirstError(PyObject* /*module*/, PyObject* /*unused*/) {
   std::string error;
   if (!AnyRecordingFailed(&error)) Py_RETURN_NONE;
@@ -96,8 +111,15 @@ PyMethodDef g_module_methods[] = {
      "instrument_protocol(protocol, loop, is_uvloop) -> methods wrapped (0: instance takes no attributes)"},
     {"loop_status", LoopStatus, METH_O, "loop_status(loop) -> the dict loops() has for it, or None"},
     {"close_all", CloseAll, METH_NOARGS, "close every ring (at exit); loops keep running unrecorded"},
+    {"shutdown", Shutdown, METH_NOARGS, "at exit: no new watchdog threads, then close_all() (joins every watchdog)"},
+    {"set_paused", SetPaused, METH_O, "set_paused(bool): pause or resume recording on every ring of the process"},
+    {"paused", IsPaused, METH_NOARGS, "paused() -> bool: whether the application paused recording"},
     {"first_error", FirstError, METH_NOARGS, "why recording was disabled, or None"},
     {"read_ring", ReadRingFile, METH_O, "read_ring(path) -> {header, names, samples}; does not consume"},
+    {"set_callback_limit", SetCallbackLimit, METH_O,
+     "set_callback_limit(seconds or None): remember callbacks that run longer (None: off, the default)"},
+    {"take_over_limit", TakeOverLimit, METH_NOARGS,
+     "take_over_limit() -> ([{name, seconds, loop, loop_id, kind}], missed): the callbacks over the limit; clears"},
     {nullptr, nullptr, 0, nullptr},
 };
 #undef LW_FASTCALL

@@ -14,6 +14,7 @@
 #include "callback_key.h"
 #include "clock.h"
 #include "current_sample.h"
+#include "inflight.h"
 #include "loop_state.h"
 #include "wrapper.h"
 
@@ -83,9 +84,10 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   auto* t = reinterpret_cast<Trampoline*>(self);
   Uncount(t);
   LoopState* state = t->state;
-  RingFile* ring = state != nullptr ? state->Ring() : nullptr;
+  RingFile* ring = state != nullptr ? state->RecordingRing() : nullptr;  // nullptr while paused
   if (ring == nullptr) return PyObject_Vectorcall(t->callback, args, nargsf, kwnames);
-  Sample sample{};
+  TimedCallback timed;
+  Sample& sample = timed.sample;
   sample.name_id = state->NameId(t->callback);
   sample.handles_kind = Sample::PackHandlesKind(static_cast<uint32_t>(state->pending < 0 ? 0 : state->pending), t->kind);
   // The callback may drop the last reference to this trampoline's handle: keep what we use.
@@ -96,14 +98,17 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   const uint64_t due = t->due == 0 ? 0 : t->kind == SampleKind::kTimer ? MonoNsToTicks(t->due) : t->due;
   PyObject* result;
   {
-    CurrentSampleScope current(&sample);
+    CurrentCallbackScope current(&timed);
     sample.start_ticks = NowTicks();
+    timed.inflight = BeginInflight(ring->header(), sample.name_id, sample.start_ticks);
     result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
     sample.duration_ticks = NowTicks() - sample.start_ticks;
   }
   Py_DECREF(callback);
   sample.lag_ticks = due == 0 ? protocol::kLagUnknown : sample.start_ticks > due ? sample.start_ticks - due : 0;
-  if (state->Ring() != nullptr) {
+  // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
+  if (RingFile* now = state->Ring()) {
+    if (timed.inflight == now->header()) EndInflight(timed.inflight);
     state->Push(sample);
     if (state->busy.uv_loop != nullptr && sample.start_ticks + sample.duration_ticks >= state->busy.next_update) {
       UpdateUvloopBusy(state, sample.start_ticks + sample.duration_ticks);

@@ -31,12 +31,13 @@ TEST(AgentConfigTest, DefaultsMatchTheDocumentedValues) {
   EXPECT_EQ(parse.config->top_k, 20u);
   EXPECT_EQ(parse.config->slow_threshold_ms, 100.0);
   EXPECT_EQ(parse.config->log_level, "info");
+  EXPECT_TRUE(parse.config->allowed_uids.empty());  // only the agent's own uid
 }
 
 TEST(AgentConfigTest, ReadsDottedFlags) {
   const ConfigParse parse = Parse({"--web.listen-address", "0.0.0.0:0", "--ring.dir", "/tmp/x", "--drain.interval",
                                    "10", "--scan.interval", "250", "--callbacks.top-k", "7", "--slow.threshold", "2.5",
-                                   "--log.level", "debug"});
+                                   "--log.level", "debug", "--ring.allowed-uids", "1000,0"});
   ASSERT_TRUE(parse.config);
   EXPECT_EQ(parse.config->listen_address, "0.0.0.0:0");
   EXPECT_EQ(parse.config->ring_dir, "/tmp/x");
@@ -45,6 +46,7 @@ TEST(AgentConfigTest, ReadsDottedFlags) {
   EXPECT_EQ(parse.config->top_k, 7u);
   EXPECT_EQ(parse.config->slow_threshold_ms, 2.5);
   EXPECT_EQ(parse.config->log_level, "debug");
+  EXPECT_EQ(parse.config->allowed_uids, (std::vector<uint32_t>{1000, 0}));
 }
 
 TEST(AgentConfigTest, ReadsEnvironmentVariables) {
@@ -72,6 +74,8 @@ TEST(AgentConfigTest, RejectsBadValuesWithExitCode2) {
            {"--web.listen-address", "127.0.0.1:70000"},
            {"--no.such-flag"},
            {"--ring.dir"},
+           {"--ring.allowed-uids", "alice"},
+           {"--ring.allowed-uids", "1000,-1"},
        }) {
     const ConfigParse parse = Parse(args);
     EXPECT_FALSE(parse.config) << args[0];

@@ -130,6 +130,14 @@ TEST(HeaderCheckTest, RefusesNameTableOverlappingReportRegion) {
   EXPECT_EQ(Check(image), HeaderError::kBadGeometry);
 }
 
+// The report region starts with an atomic seq (stall_report.h): a misaligned one is undefined behaviour.
+TEST(HeaderCheckTest, RefusesMisalignedReportRegion) {
+  RingImage image;
+  image.header()->report_offset += 4;
+  image.header()->report_capacity -= 4;
+  EXPECT_EQ(Check(image), HeaderError::kBadGeometry);
+}
+
 TEST(HeaderCheckTest, RefusesRingOverlappingHeader) {
   RingImage image;
   image.header()->names_offset = 512;  // inside the header

@@ -58,6 +58,14 @@ class LoopMetricsTest : public ::testing::Test {
   LoopFamilies families_{*registry_};
 };
 
+// Found by the fuzzer: without a slow log, the largest possible duration must not count as an event.
+TEST_F(LoopMetricsTest, LargestDurationWithoutASlowLogIsCountedNotRecorded) {
+  auto metrics = Make();
+  metrics->Add(MakeSample(~uint64_t{0}));
+  metrics->FlushBatch();
+  EXPECT_EQ(Read().Value("loopwatch_slow_callbacks_total", kLoop), 1.0);
+}
+
 TEST_F(LoopMetricsTest, CountsSamplesIntoTheBucketsObserveWouldPick) {
   auto metrics = Make();
   metrics->Add(MakeSample(5 * kUs, protocol::kNameIdOther, 3 * kUs, 1));

@@ -65,14 +65,22 @@ def http_json(url: str, timeout: float = 5.0):
 class Proc:
     """A process started in its own session (so its children share its process group)."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None, cwd: Path):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None, cwd: Path,
+                 stdin: int = subprocess.DEVNULL):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")
+        # stdin=subprocess.PIPE: the test sends commands with send() (see test_faults.py's workers).
         self.popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            argv, stdin=stdin, stdout=self._log, stderr=subprocess.STDOUT,
             env=env, cwd=cwd, start_new_session=True)
+
+    def send(self, line: str) -> None:
+        """Writes one line to the stdin of a process started with stdin=subprocess.PIPE."""
+        assert self.popen.stdin is not None, f"{self.name} was not started with stdin=subprocess.PIPE"
+        self.popen.stdin.write(line.encode() + b"\n")
+        self.popen.stdin.flush()
 
     @property
     def pid(self) -> int:
@@ -105,8 +113,21 @@ class Proc:
             self.popen.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
+        if self.popen.stdin is not None:
+            try:
+                self.popen.stdin.close()
+            except OSError:  # the reader is gone: a broken pipe on the final flush
+                pass
         self._log.close()
         return self.popen.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL to the process group at once (no SIGTERM first); waits for the leader."""
+        self._signal_group(signal.SIGKILL)
+        try:
+            return self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -138,18 +159,22 @@ class Stack:
         self.workdir = workdir
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> Proc:
-        proc = Proc(name, [str(a) for a in argv], self.workdir / f"{name}.log", env, cwd)
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO,
+              stdin: int = subprocess.DEVNULL) -> Proc:
+        proc = Proc(name, [str(a) for a in argv], self.workdir / f"{name}.log", env, cwd, stdin)
         self.procs.append(proc)
         return proc
 
-    def start_agent(self, ring_dir: Path, *extra: str) -> tuple[Proc, str]:
+    def start_agent(self, ring_dir: Path, *extra: str, name: str = "agent", drain_ms: int = 50,
+                    scan_ms: int = 200) -> tuple[Proc, str]:
+        """extra: more flags (each flag at most once); name: a second agent of the same test needs
+        its own (it names the log file)."""
         binary = agent_binary()
         if not os.access(binary, os.X_OK):
             pytest.fail(f"{binary} is missing: build it first (bash scripts/build.sh)")
         addr = f"127.0.0.1:{free_port()}"
-        proc = self.start("agent", [binary, "--web.listen-address", addr, "--ring.dir", ring_dir,
-                                    "--drain.interval", "50", "--scan.interval", "200", *extra])
+        proc = self.start(name, [binary, "--web.listen-address", addr, "--ring.dir", ring_dir,
+                                 "--drain.interval", str(drain_ms), "--scan.interval", str(scan_ms), *extra])
         url = f"http://{addr}"
         wait_until(lambda: http_get(url + "/metrics", 1)[0] == 200, 10, f"the agent on {url}/metrics", (proc,))
         return proc, url

@@ -143,7 +143,7 @@ def _parse_labels(line: str, pos: int) -> tuple[dict[str, str], int]:
 def parse(text: str) -> Metrics:
     samples: list[Sample] = []
     types: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in text.split("\n"):  # the format ends lines at \n only; splitlines() also splits at \r, \x85, ...
         line = raw.strip()
         if not line:
             continue

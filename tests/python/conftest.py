@@ -73,9 +73,12 @@ def recorded(loop) -> list[Recorded]:
     ]
 
 
-def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, env_extra: dict[str, str] | None = None, timeout: float = 60, prefix: list[str] | None = None
+) -> subprocess.CompletedProcess:
     """Runs code in a fresh interpreter of this venv (so loopwatch.pth applies), LOOPWATCH unset
-    unless env_extra sets it."""
+    unless env_extra sets it. `prefix` runs the interpreter under a wrapper (unshare, setpriv)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWATCH")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout)
+    argv = [*(prefix or []), sys.executable, "-c", textwrap.dedent(code)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)

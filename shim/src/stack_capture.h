@@ -1,0 +1,25 @@
+// The Python stack of another thread, taken by the watchdog thread while it holds the GIL (so the
+// other thread is between bytecodes or inside a C call that released the GIL, and its frames stand
+// still). Innermost frame first. Runs no Python code: the frames are read through the C API, the
+// cyclic GC is held off meanwhile (an allocation here could otherwise start a collection, whose
+// weakref callbacks could close rings from the watchdog thread).
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "report_json.h"
+
+namespace loopwatch::shim {
+
+// GIL held. `thread_ident` is the thread's PyThread_get_thread_ident() (the key of
+// sys._current_frames()). Returns false and sets `error` when the thread has no Python frames (it
+// ended, or runs no Python code). Never leaves a Python exception set.
+bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std::vector<FrameInfo>* frames,
+                        std::string* error);
+
+}  // namespace loopwatch::shim

@@ -1,0 +1,71 @@
+// The stall watchdog: one native thread per ring that sleeps on the ring's capture_request futex
+// (protocol v1.2, stall_report.h) and costs nothing until the agent asks for a stack. On a request it
+// counts a wake-up, reads the in-flight slot and the loop thread's kernel state (thread_state.h),
+// writes a thread-state-only report at once, then takes the GIL, reads the loop thread's Python
+// stack (stack_capture.h) and writes the complete report.
+//
+// Threads and the GIL:
+//   - Start and Stop are called by Python threads holding the GIL (ring creation, ring close).
+//   - The watchdog thread takes the GIL only for the stack, and never while it is being stopped:
+//     before PyGILState_Ensure it announces "want GIL" and re-checks the stop flag; Stop sets the flag
+//     and then looks at that announcement (both seq_cst, a Dekker pair: at least one side sees the
+//     other). Only if the thread may be waiting for the GIL does Stop release the GIL while it waits.
+//   - It skips the GIL (a kFailed report) while the interpreter is finalizing. ShutdownRings() stops
+//     every watchdog from atexit, before finalization, so none is left waiting for the GIL at exit.
+//   - Fork: the thread does not exist in the child; Abandon() forgets it without touching it.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "loopwatch/layout.h"
+
+namespace loopwatch::shim {
+
+class Watchdog {
+ public:
+  // Loop thread, GIL held, right after the ring was created (the header and report region stay
+  // mapped until Stop returns). `python_thread_ident` is PyThread_get_thread_ident() of the loop
+  // thread. Returns nullptr with `error` set if the region is unusable or no thread can be started.
+  static Watchdog* Start(protocol::RingHeader* header, unsigned long python_thread_ident, std::string* error);
+
+  // Only after Stop (a joinable std::thread would terminate the process); never after Abandon.
+  ~Watchdog() = default;
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Any thread but the watchdog's own, GIL held or not. Stops and joins the thread; afterwards it
+  // touches the ring no more, so the caller may unmap it and delete this object. Waits for the
+  // thread to finish a capture in progress (at most a few ms plus the GIL, which it then releases).
+  void Stop();
+  // In a fork child: the thread was not copied. Leaves the std::thread alone (joining or destroying
+  // it would act on the parent's thread id); the caller leaks this object.
+  void Abandon() {}
+
+ private:
+  Watchdog(protocol::RingHeader* header, unsigned long python_thread_ident);
+
+  void Run();
+  void Answer(uint32_t request);
+
+  protocol::RingHeader* const header_;
+  unsigned char* const region_;  // the report region
+  const uint32_t region_capacity_;
+  const int loop_tid_;                // the loop thread's kernel tid (header->loop_thread_id)
+  const unsigned long python_ident_;  // the loop thread's Python thread ident
+  // Set by Stop, read by the thread before every sleep and before it asks for the GIL. seq_cst with
+  // wants_gil_: see the file comment.
+  std::atomic<bool> stop_{false};
+  // The thread is about to wait for, or holds, the GIL.
+  std::atomic<bool> wants_gil_{false};
+  // 1 once the thread left Run(): a futex word Stop sleeps on between its wakes of the thread.
+  std::atomic<uint32_t> exited_{0};
+  std::thread thread_;
+};
+
+}  // namespace loopwatch::shim

@@ -9,7 +9,9 @@
 //
 // Capture request (RingHeader::capture_request, the futex word, written by the agent only):
 //   the agent stores request + 1 (release) and FUTEX_WAKEs it. The shim's watchdog thread sleeps in
-//   FUTEX_WAIT on the value it last answered, so it never runs while no stall is reported.
+//   FUTEX_WAIT on the value it last answered, so it never runs while no stall is reported. A wake can
+//   be lost (the waiter may not be asleep yet): the waiter re-checks the word, never the wake. The
+//   shim also wakes the word itself to stop its watchdog when it closes the ring.
 //
 // Report region (report_offset, report_capacity bytes, written by the watchdog, read by the agent):
 //   | ReportHeader (64 B) | text: UTF-8 JSON, text_length bytes |

@@ -60,7 +60,13 @@ int Run(const AgentConfig& config) {
   auto run_on_agent_thread = [&io](std::function<nlohmann::json()> job) -> std::optional<nlohmann::json> {
     auto promise = std::make_shared<std::promise<nlohmann::json>>();
     std::future<nlohmann::json> result = promise->get_future();
-    boost::asio::post(io, [promise, job = std::move(job)] { promise->set_value(job()); });
+    boost::asio::post(io, [promise, job = std::move(job)] {
+      try {
+        promise->set_value(job());
+      } catch (...) {  // never out of io.run(): the web thread gets it (and answers 500)
+        promise->set_exception(std::current_exception());
+      }
+    });
     if (result.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
     return result.get();
   };

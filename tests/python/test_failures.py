@@ -11,6 +11,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -102,18 +103,37 @@ def test_unusable_ring_dir_disables_recording_with_one_warning_and_the_app_runs(
 
 @pytest.fixture(scope="session")
 def private_mount():
-    """A command prefix that runs a program in a mount namespace of its own, where tests may mount
-    tmpfs: `unshare -m` as root (CI runs as root, where chmod does not stop writes), else
-    `unshare -rm` (a user namespace). Skips where neither is allowed (e.g. a container without
-    CAP_SYS_ADMIN)."""
+    """(prefix, base): a command prefix that runs a program in a mount namespace of its own, where
+    tests may mount tmpfs below `base` (None: anywhere). `unshare -m` as root (CI runs as root, where
+    chmod does not stop writes), else `unshare -rm` (a user namespace). In a chroot, "/" is no mount
+    point, so unshare cannot make it private; /dev/shm is one: the fallback makes that private in the
+    new namespace (nothing propagates back) and mounts below it. Skips where none is allowed (e.g. a
+    container without CAP_SYS_ADMIN)."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) is not installed")
-    with tempfile.TemporaryDirectory() as mount_point:
-        for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
+    shm_prefix = ["unshare", "-m", "--propagation", "unchanged", "sh", "-ec", 'mount --make-rprivate /dev/shm\nexec "$@"', "sh"]
+    candidates = [(["unshare", "-m"], None), (["unshare", "-rm"], None)]
+    if os.path.ismount("/dev/shm"):
+        candidates.append((shm_prefix, "/dev/shm"))
+    errors = []
+    for prefix, base in candidates:
+        with tempfile.TemporaryDirectory(dir=base) as mount_point:
             probe = subprocess.run([*prefix, "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mount_point], capture_output=True)
             if probe.returncode == 0:
-                return prefix
-    pytest.skip(f"cannot mount in a private namespace here: {probe.stderr.decode().strip()}")
+                return prefix, base
+            errors.append(probe.stderr.decode().strip())
+    pytest.skip(f"cannot mount in a private namespace here: {errors}")
+
+
+@pytest.fixture
+def mount_point(private_mount, tmp_path):
+    """An empty directory the test may mount a tmpfs on (through private_mount's prefix)."""
+    base = private_mount[1]
+    path = pathlib.Path(tempfile.mkdtemp(dir=base)) if base else tmp_path / "mnt"
+    path.mkdir(exist_ok=True)
+    yield path
+    if base:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def in_tmpfs(prefix: list[str], mount_point, options: str, then: str = "") -> list[str]:
@@ -124,13 +144,11 @@ def in_tmpfs(prefix: list[str], mount_point, options: str, then: str = "") -> li
 
 @pytest.mark.parametrize("exists", [True, False], ids=["dir exists", "dir missing"])
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
-def test_read_only_ring_dir_disables_recording_with_one_warning_and_the_app_runs(tmp_path, private_mount, loop_kind, exists):
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
+def test_read_only_ring_dir_disables_recording_with_one_warning_and_the_app_runs(private_mount, mount_point, loop_kind, exists):
     ring_dir = mount_point / "rings"
     make_dir = f'mkdir "{ring_dir}"\n' if exists else ""
     # remount,bind,ro sets the mount's own read-only flag: allowed in a user namespace too.
-    prefix = in_tmpfs(private_mount, mount_point, "size=1m", then=f'{make_dir}mount -o remount,bind,ro "{mount_point}"')
+    prefix = in_tmpfs(private_mount[0], mount_point, "size=1m", then=f'{make_dir}mount -o remount,bind,ro "{mount_point}"')
     out, warnings = run_app(loop_kind, ring_dir, prefix)
     assert_disabled_with_one_warning(out, warnings, "Read-only file system", str(ring_dir))
     assert out["listing"] == ({} if exists else None)
@@ -149,6 +167,9 @@ def test_ring_dir_without_write_permission_disables_recording_with_one_warning(l
         if os.geteuid() == 0:
             os.chown(ring_dir, 65534, 65534)
             prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            probe = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, text=True)
+            if probe.returncode != 0:  # e.g. a chroot whose root directory is 0700
+                pytest.skip(f"user nobody cannot run {sys.executable} here: {probe.stderr.strip()}")
         ring_dir.chmod(0o500)
         out, warnings = run_app(loop_kind, ring_dir, prefix)
     finally:
@@ -158,21 +179,17 @@ def test_ring_dir_without_write_permission_disables_recording_with_one_warning(l
 
 
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
-def test_ring_dir_with_no_space_disables_recording_and_leaves_no_partial_file(tmp_path, private_mount, loop_kind):
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
+def test_ring_dir_with_no_space_disables_recording_and_leaves_no_partial_file(private_mount, mount_point, loop_kind):
     # 1 MiB of tmpfs; a default ring is several MiB: posix_fallocate fails before anything is mapped.
-    out, warnings = run_app(loop_kind, mount_point / "rings", in_tmpfs(private_mount, mount_point, "size=1m"))
+    out, warnings = run_app(loop_kind, mount_point / "rings", in_tmpfs(private_mount[0], mount_point, "size=1m"))
     assert_disabled_with_one_warning(out, warnings, "No space left on device", str(mount_point / "rings"))
     assert out["listing"] == {}  # the dot-file the ring was being built in is gone
 
 
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
-def test_ring_dir_that_fills_up_keeps_the_first_ring_and_disables_the_next(tmp_path, private_mount, loop_kind):
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
+def test_ring_dir_that_fills_up_keeps_the_first_ring_and_disables_the_next(private_mount, mount_point, loop_kind):
     # Small rings (~280 KiB each) in 400 KiB: the first loop's ring fits, the second's does not.
-    prefix = in_tmpfs(private_mount, mount_point, "size=400k")
+    prefix = in_tmpfs(private_mount[0], mount_point, "size=400k")
     out, warnings = run_app(loop_kind, mount_point, prefix, {"LOOPWATCH_RING_CAPACITY": "64"})
     (name, size), = out["listing"].items()  # one ring, and no dot-file left by the second
     assert name.endswith("-1.ring") and 400 * 1024 < 2 * size  # the setup is what the test says

@@ -120,7 +120,7 @@ void RingFile::ReleaseDrainedPages() {
 RingFile::~RingFile() { close(fd_); }  // mapping_ unmaps itself
 
 bool RingFile::Truncated() const {
-  if (mapping_->faulted()) return true;
+  if (Faulted()) return true;
   struct stat st {};
   return fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < mapping_->length();
 }

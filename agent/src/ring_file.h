@@ -59,6 +59,8 @@ class RingFile {
   // True when the file no longer covers the whole mapping: it is shorter now (fstat), or a page of the
   // mapping already faulted (BusErrorGuard). What the agent read from such a ring is not trustworthy.
   bool Truncated() const;
+  // Only the second half of Truncated(), without a system call.
+  bool Faulted() const { return mapping_->faulted(); }
 
   // Removes the directory entry if it still names this very file (not a replacement).
   bool UnlinkIfUnchanged() const;

@@ -77,7 +77,9 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
     }
     if (got < want) break;
   }
-  if (file_->Truncated()) {  // shrunk during this drain: the zeros read are not samples
+  // Shrunk during this drain so that a read hit a lost page: the zeros read are not samples. (A
+  // shrink that no read touched is found by the next drain's Truncated().)
+  if (file_->Faulted()) {
     MarkCorrupt("truncated");
     return total;
   }

@@ -192,11 +192,7 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
     sample.lag_ticks = due_ticks == 0 ? protocol::kLagUnknown
                        : sample.start_ticks > due_ticks ? sample.start_ticks - due_ticks
                                                         : 0;
-    // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
-    if (RingFile* now = state->Ring()) {
-      if (timed.inflight == now->header()) EndInflight(timed.inflight);
-      state->Push(sample);
-    }
+    state->FinishCallback(timed);
   }
   Py_DECREF(callback);
   Py_DECREF(args);

@@ -18,6 +18,7 @@
 #include "busy_time.h"
 #include "callback_key.h"
 #include "callback_limit.h"
+#include "current_sample.h"
 #include "inflight.h"
 #include "ring_file.h"
 
@@ -79,6 +80,17 @@ class LoopState {
 
   // Loop gone: the watchdog thread is stopped (the GIL is released while waiting for it, if it may
   // be waiting for the GIL), then the ring is closed for the agent to drain and remove.
+  // Loop thread, after a timed callback returned: clears the in-flight slot it owns and pushes its
+  // sample. Ring() again: the callback may have closed the ring (nothing is recorded; false) or forked
+  // (the ring is the child's new one, whose slot this callback never took).
+  bool FinishCallback(const TimedCallback& timed) {
+    RingFile* now = Ring();
+    if (now == nullptr) return false;
+    if (timed.inflight == now->header()) EndInflight(timed.inflight);
+    Push(timed.sample);
+    return true;
+  }
+
   void Close();
   void AbandonAfterFork();  // in a fork child: the parent's ring and watchdog thread are not ours
   void SetPausedByApp(bool paused);  // sets or clears kControlPausedByApp in the ring's control word

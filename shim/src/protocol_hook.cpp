@@ -59,11 +59,7 @@ PyObject* ProtocolMethodCall(PyObject* self, PyObject* const* args, size_t nargs
     sample.duration_ticks = NowTicks() - sample.start_ticks;
   }
   Py_DECREF(method);
-  // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
-  if (RingFile* now = state->Ring()) {
-    if (timed.inflight == now->header()) EndInflight(timed.inflight);
-    state->Push(sample);
-  }
+  state->FinishCallback(timed);
   return result;
 }
 

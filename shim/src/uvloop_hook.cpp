@@ -106,13 +106,9 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   }
   Py_DECREF(callback);
   sample.lag_ticks = due == 0 ? protocol::kLagUnknown : sample.start_ticks > due ? sample.start_ticks - due : 0;
-  // Ring() again: the callback may have closed the ring (or forked: then it is the child's new one).
-  if (RingFile* now = state->Ring()) {
-    if (timed.inflight == now->header()) EndInflight(timed.inflight);
-    state->Push(sample);
-    if (state->busy.uv_loop != nullptr && sample.start_ticks + sample.duration_ticks >= state->busy.next_update) {
-      UpdateUvloopBusy(state, sample.start_ticks + sample.duration_ticks);
-    }
+  if (state->FinishCallback(timed) && state->busy.uv_loop != nullptr &&
+      sample.start_ticks + sample.duration_ticks >= state->busy.next_update) {
+    UpdateUvloopBusy(state, sample.start_ticks + sample.duration_ticks);
   }
   return result;
 }

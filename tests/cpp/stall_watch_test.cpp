@@ -51,6 +51,16 @@ class StallWatchTest : public ::testing::Test {
     ring_->header()->inflight_name_id.store(name_id, std::memory_order_relaxed);
     ring_->header()->inflight_start_ticks.store(Ticks(started), std::memory_order_release);
   }
+  // A callback that stalls long enough for the agent's first capture request: the fields of the
+  // complete report that answers it.
+  protocol::ReportFields StallUntilCaptureRequested() {
+    StartCallback(now_, spin_);
+    Drain(std::chrono::milliseconds(1500));
+    protocol::ReportFields fields;
+    fields.request = 1;
+    fields.stage = protocol::ReportStage::kComplete;
+    return fields;
+  }
   void EndCallback() { ring_->header()->inflight_start_ticks.store(0, std::memory_order_release); }
   void Drain(std::chrono::milliseconds later) { agent_.Drain(now_ += later); }
   unsigned char* Report() { return reinterpret_cast<unsigned char*>(ring_->header()) + ring_->header()->report_offset; }
@@ -171,11 +181,7 @@ TEST_F(StallWatchTest, AWatchdogThatNeverAnswersIsReportedAfterTheTimeout) {
 }
 
 TEST_F(StallWatchTest, GarbageReportTextIsNotTrusted) {
-  StartCallback(now_, spin_);
-  Drain(std::chrono::milliseconds(1500));
-  protocol::ReportFields fields;
-  fields.request = 1;
-  fields.stage = protocol::ReportStage::kComplete;
+  protocol::ReportFields fields = StallUntilCaptureRequested();
   protocol::WriteReport(Report(), 4096, fields, "{\"frames\": [1, {\"line\": \"x\"}, \"\xff\xfe\"], \"thread\": 7");
   Drain(std::chrono::milliseconds(50));
   EXPECT_EQ(StallEvents()[0]["report"]["error"], "unreadable report");
@@ -187,11 +193,7 @@ TEST_F(StallWatchTest, GarbageReportTextIsNotTrusted) {
 
 // Valid JSON with every field of the wrong type (found in review, reproduced by the fuzzer).
 TEST_F(StallWatchTest, ReportFieldsOfTheWrongTypeAreIgnored) {
-  StartCallback(now_, spin_);
-  Drain(std::chrono::milliseconds(1500));
-  protocol::ReportFields fields;
-  fields.request = 1;
-  fields.stage = protocol::ReportStage::kComplete;
+  protocol::ReportFields fields = StallUntilCaptureRequested();
   protocol::WriteReport(Report(), 4096, fields,
                         R"({"thread": {"state": 7, "wchan": []}, "frames": [{"file": 1, "line": "x", "function": {}}],)"
                         R"( "error": 5})");

@@ -93,7 +93,8 @@ row() { printf '  %-8s%-40s %s\n' "$1" "$2" "${3:-}"; }
 echo
 echo "loopwatch demo is running ($DEMO_LOOP + $DEMO_HTTP, 2 workers, ring dir $LOOPWATCH_DIR)"
 echo
-row agent "$AGENT_URL/metrics" "Prometheus metrics (loopwatch_*)"
+row agent "$AGENT_URL/" "live page: every worker's lag, rate, in-flight callback (open in a browser)"
+row ""    "$AGENT_URL/metrics" "Prometheus metrics (loopwatch_*)"
 row ""    "$AGENT_URL/api/status" "JSON: the rings the agent reads"
 row app   "$APP_URL/" "hello"
 row ""    "$APP_URL/block?ms=200" "blocks the loop with time.sleep: the stall to catch"

@@ -16,7 +16,13 @@ packages=(
   python3-pytest python3-httpx python3-requests
   # integration: a real Prometheus (+ promtool), load generation, process tools
   prometheus wrk curl procps valgrind
+  # shipped deployment files: compose validation (docker-compose config), YAML checks, and headless
+  # Chromium for the agent's live page
+  docker-compose python3-yaml chromium fonts-dejavu-core
 )
+# npm installs the Dockerfile linter (scripts/install-node-tools.sh). A machine that already has a
+# Node.js with its own npm (e.g. NodeSource's, which conflicts with Debian's npm) keeps it.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2

@@ -2,13 +2,15 @@
 # Installs the dependencies, builds, and runs every test: the C++ unit tests (CTest), the same C++
 # suite again under ASan + UBSan (build-asan), the two-thread ring stress test under ThreadSanitizer
 # (build-tsan, clang), a 60 s libFuzzer run of the agent's ring decoder (fuzz/run.sh, build-fuzz), the
-# Python shim tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus) and the
+# Python shim tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus: metrics,
+# faults, stalls, every dashboard panel and alert rule query, the live page in headless Chromium), the
+# deployment files (docker-compose config, dockerfilelint, compose and Kubernetes invariants) and the
 # benchmarks' smoke run (bench/run.sh --quick: they complete and print every row; no timing asserted).
 # This is the README's "Run all tests" command and what CI runs (.ci/run). A failed install or build
 # stops it; every test suite runs (a sanitizer build that fails counts as its suite failing), and any
 # failure (a suite that collects nothing included) fails the script.
 #
-#   SKIP_INSTALL_DEPS=1  do not run scripts/install-deps.sh (for repeated local runs)
+#   SKIP_INSTALL_DEPS=1  do not run scripts/install-deps.sh and install-node-tools.sh (repeated local runs)
 #   PYTEST_ARGS          extra arguments for pytest, e.g. PYTEST_ARGS="-x -k uvloop"
 # shellcheck disable=SC2317  # summary runs from the EXIT trap
 set -euo pipefail
@@ -74,7 +76,7 @@ tsan_stress() {
 
 # Installing and building must succeed before anything is tested.
 if [ "${SKIP_INSTALL_DEPS:-0}" != 1 ]; then
-  step "install dependencies" bash scripts/install-deps.sh || exit 1
+  step "install dependencies" bash -c 'bash scripts/install-deps.sh && bash scripts/install-node-tools.sh' || exit 1
 fi
 step "build" bash scripts/build.sh || exit 1
 
@@ -94,6 +96,9 @@ step "Python shim tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cachepro
   ${PYTEST_ARGS:-} || status=1
 # shellcheck disable=SC2086
 step "end-to-end tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e \
+  ${PYTEST_ARGS:-} || status=1
+# shellcheck disable=SC2086
+step "deployment files (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/deploy \
   ${PYTEST_ARGS:-} || status=1
 # The benchmarks' smoke run (about 1 minute): each completes and prints every row. No timing is asserted.
 step "benchmarks (bench/run.sh --quick)" bash bench/run.sh --quick || status=1

@@ -60,6 +60,8 @@ AgentStatus Agent::BuildStatus() const {
   AgentStatus status;
   status.version = std::string(kAgentVersion);
   status.ring_dir = ring_dir_;
+  status.slow_threshold_seconds = shared_.aggregation.slow_threshold_seconds;
+  status.stall_threshold_seconds = shared_.stalls.stall_threshold_seconds;
   status.rings_mapped = rings_.size();
   status.samples_drained = metrics_.samples_drained();
   status.refused = metrics_.refused();

@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "live_page.h"
+
 namespace loopwatch::agent {
 namespace {
 
@@ -20,6 +22,16 @@ std::optional<T> ParseNumber(const std::string& text) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
   return value;
+}
+
+// The live page may run its own inline script and style and fetch from this agent; nothing else
+// (no external host, no frames, no plugins, no form posts).
+HttpResponse LivePage() {
+  return {200, "text/html; charset=utf-8", std::string(LivePageHtml()),
+          {{"Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
+           {"Referrer-Policy", "no-referrer"}}};
 }
 
 HttpResponse Control(Agent& agent, bool enabled, const AgentThreadRunner& run, const HttpRequest& request) {
@@ -47,6 +59,7 @@ HttpResponse Control(Agent& agent, bool enabled, const AgentThreadRunner& run, c
 std::vector<HttpRoute> AgentRoutes(Agent& agent, bool control_enabled, AgentThreadRunner run_on_agent_thread) {
   const std::vector<std::string> get = {"GET", "HEAD"};
   return {
+      {"/", get, [](const HttpRequest&) { return LivePage(); }},
       {"/api/status", get, [&agent](const HttpRequest&) { return Json(agent.StatusJson()); }},
       {"/api/stalls", get, [&agent](const HttpRequest&) { return Json(agent.StallsJson()); }},
       {"/api/slow", get, [&agent](const HttpRequest&) { return Json(agent.SlowJson()); }},

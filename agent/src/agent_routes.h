@@ -1,4 +1,5 @@
-// The agent's JSON endpoints, as HttpApi routes:
+// The agent's HTTP endpoints besides /metrics, as HttpApi routes:
+//   GET  /             the live page (live_page.h; Content-Security-Policy: this agent only)
 //   GET  /api/status   rings, refusals, drain totals (status_json.h)
 //   GET  /api/stalls   the last stall reports with stacks (stall_watch.h)
 //   GET  /api/slow     the last slow-callback events

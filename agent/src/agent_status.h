@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "recent_window.h"
 
 namespace loopwatch::agent {
 
@@ -24,12 +27,16 @@ struct RingStatus {
   uint64_t backlog = 0;  // samples written but not drained yet
   bool paused = false;   // the shim records nothing (paused by the agent or by the app)
   double inflight_seconds = 0;  // age of the callback running now (0 when idle)
+  std::string inflight_callback;  // its name once it ran past --slow.threshold, else ""
+  std::shared_ptr<const RecentActivity> recent;  // the last closed one-second window (null before the first)
   uint64_t stalls = 0;          // stalls seen since the agent mapped the ring
 };
 
 struct AgentStatus {
   std::string version;
   std::string ring_dir;
+  double slow_threshold_seconds = 0;   // --slow.threshold
+  double stall_threshold_seconds = 0;  // --stall.threshold
   uint64_t rings_mapped = 0;
   uint64_t samples_drained = 0;
   std::map<std::string, uint64_t, std::less<>> refused;  // reason -> count

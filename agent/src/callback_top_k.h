@@ -46,6 +46,8 @@ class CallbackTopK {
   std::vector<Swap> Rerank();
 
   uint32_t k() const { return k_; }
+  // Names made known so far (ids kFirstNameId .. kFirstNameId + names() - 1).
+  uint32_t names() const { return static_cast<uint32_t>(entries_.size()); }
   uint32_t members() const { return members_; }
   // Name id holding `position` (1..K), or 0 when the position is free.
   uint32_t MemberAt(uint32_t position) const;

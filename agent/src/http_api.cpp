@@ -20,13 +20,18 @@ constexpr std::string_view kMetricsUri = "/metrics";
 // with the CivetWeb threads' reads.
 std::atomic<const HttpApi*> g_active{nullptr};
 
+// nosniff on every response: a browser must not guess HTML into a JSON or text body that carries
+// names taken from the rings.
 void Reply(mg_connection* connection, int code, std::string_view reason, std::string_view type,
-           std::string_view body, bool head_only) {
+           std::string_view body, bool head_only,
+           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  std::string extra;
+  for (const auto& [name, value] : headers) extra += name + ": " + value + "\r\n";
   mg_printf(connection,
             "HTTP/1.1 %d %.*s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-            "Connection: close\r\n\r\n",
+            "X-Content-Type-Options: nosniff\r\n%sConnection: close\r\n\r\n",
             code, static_cast<int>(reason.size()), reason.data(), static_cast<int>(type.size()), type.data(),
-            body.size());
+            body.size(), extra.c_str());
   if (!head_only) mg_write(connection, body.data(), body.size());
 }
 
@@ -107,7 +112,8 @@ int HttpApi::Serve(mg_connection* connection) const {
   } catch (const std::exception& e) {
     response = {500, "text/plain", std::string(e.what()) + "\n"};
   }
-  Reply(connection, response.code, Reason(response.code), response.content_type, response.body, head_only);
+  Reply(connection, response.code, Reason(response.code), response.content_type, response.body, head_only,
+        response.headers);
   return response.code;
 }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <CivetServer.h>
@@ -31,6 +32,9 @@ struct HttpResponse {
   int code = 200;
   std::string content_type = "application/json";
   std::string body;
+  // More response headers (name, value), e.g. a Content-Security-Policy. Set by the agent's own code
+  // only: never put request data here (no CR/LF checks are made).
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 struct HttpRoute {

@@ -65,7 +65,8 @@ LoopMetrics::LoopMetrics(LoopFamilies& families, const protocol::HeaderSnapshot&
       named_series_(std::size_t{options.top_k} + 1, nullptr),
       named_batches_(std::size_t{options.top_k} + 1),
       seconds_scratch_(kSecondsBucketCount),
-      handles_scratch_(kHandlesBucketCount) {
+      handles_scratch_(kHandlesBucketCount),
+      recent_(header.clock_ns_per_tick * 1e-9) {
   info_series_->Set(1);
   seconds_per_tick_ = header.clock_ns_per_tick * 1e-9;
   named_series_[CallbackTopK::kOtherPosition] =
@@ -130,6 +131,7 @@ prometheus::Labels LoopMetrics::NamedLabels(uint32_t position) const {
 
 void LoopMetrics::FlushBatch() {
   if (batch_samples_ == 0) return;
+  recent_.AddBatch(batch_samples_, batch_slow_, lag_counts_, duration_sum_ticks_);  // before Observe zeroes them
   callbacks_series_->Increment(batch_samples_);
   if (batch_slow_ != 0) slow_series_->Increment(batch_slow_);
   Observe(duration_series_, duration_counts_, TicksToSeconds(duration_sum_ticks_), seconds_scratch_);
@@ -173,6 +175,11 @@ void LoopMetrics::MaybeRerank(std::chrono::steady_clock::time_point now) {
     evictions_series_->Increment();
     ++evictions_;
   }
+}
+
+void LoopMetrics::MaybeCloseRecentWindow(std::chrono::steady_clock::time_point now) {
+  FlushBatch();  // a no-op after a drain; keeps the window complete when called on its own
+  recent_.MaybeClose(now, busy_ticks_, top_k_, [this](uint32_t id) { return NameOf(id); });
 }
 
 std::size_t LoopMetrics::named_series() const {

@@ -17,6 +17,7 @@
 #include "callback_top_k.h"
 #include "event_log.h"
 #include "loop_families.h"
+#include "recent_window.h"
 #include "ring_clock.h"
 #include "loopwatch/header_check.h"
 #include "loopwatch/layout.h"
@@ -49,12 +50,14 @@ class LoopMetrics {
   void Add(const protocol::Sample& sample) {
     const uint64_t duration = sample.duration_ticks;
     const uint32_t bucket = duration_index_.Index(duration);
+    recent_.NoteDuration(duration);
     ++duration_counts_[bucket];
     duration_sum_ticks_ += static_cast<double>(duration);
     batch_slow_ += duration >= slow_ticks_ ? 1 : 0;
     if (duration >= slow_event_ticks_ && slow_log_ != nullptr) [[unlikely]] RecordSlowEvent(sample);
     if (sample.lag_ticks != protocol::kLagUnknown) {
       ++lag_counts_[lag_index_.Index(sample.lag_ticks)];
+      recent_.NoteLag(sample.lag_ticks);
       lag_sum_ticks_ += static_cast<double>(sample.lag_ticks);
       ++batch_lag_samples_;
     }
@@ -76,6 +79,10 @@ class LoopMetrics {
   void MirrorBusy(uint64_t busy_ticks);
   // Re-ranks the callback top-K if the last re-rank is older than kRerankPeriod (flushes first).
   void MaybeRerank(std::chrono::steady_clock::time_point now);
+  // Closes the live page's one-second window when it is due (after MirrorBusy; see recent_window.h).
+  void MaybeCloseRecentWindow(std::chrono::steady_clock::time_point now);
+  // The last closed window (null before the first).
+  std::shared_ptr<const RecentActivity> recent() const { return recent_.latest(); }
 
   // The label value of a name id ("other" for kNameIdOther and ids not read yet).
   std::string NameOf(uint32_t id) const;
@@ -152,6 +159,7 @@ class LoopMetrics {
   double seconds_per_tick_ = 1e-9;
   uint64_t evictions_ = 0;
   std::chrono::steady_clock::time_point last_rerank_{};
+  RecentWindow recent_;
 };
 
 }  // namespace loopwatch::agent

@@ -43,6 +43,8 @@ class StallWatch {
   void Check(Clock::time_point now, const NameOf& name_of);
 
   double inflight_seconds() const { return inflight_seconds_; }
+  // The in-flight gauge's callback label: the running callback's name once it is slow, else "".
+  const std::string& inflight_callback() const { return inflight_label_; }
   uint64_t stalls() const { return stalls_; }
 
  private:

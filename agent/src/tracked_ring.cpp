@@ -92,6 +92,7 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
   metrics.MirrorDropped(file_->live_header().dropped.load(std::memory_order_relaxed));
   metrics.MirrorBusy(file_->live_header().busy_ticks.load(std::memory_order_relaxed));  // relaxed: a statistic
   metrics.MaybeRerank(now);
+  metrics.MaybeCloseRecentWindow(now);
   stall_watch_->Check(now, [&metrics](uint32_t id) { return metrics.NameOf(id); });
   return total;
 }
@@ -144,6 +145,8 @@ RingStatus TrackedRing::Status() const {
   status.backlog = phase_ == RingPhase::kCorrupt ? 0 : file_->Backlog();
   status.paused = paused();
   status.inflight_seconds = stall_watch_->inflight_seconds();
+  status.inflight_callback = stall_watch_->inflight_callback();
+  status.recent = metrics_->recent();
   status.stalls = stall_watch_->stalls();
   return status;
 }

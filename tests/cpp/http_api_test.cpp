@@ -117,8 +117,27 @@ TEST_F(HttpApiTest, ServesMetricsAndCountsTheScrape) {
   EXPECT_EQ(agent_.scrape_counter()->scrapes(), before + 1);
 }
 
+// `/` is the live page: self-contained HTML whose Content-Security-Policy lets it reach only this
+// agent, so a name from a ring can neither load nor send anything elsewhere.
+TEST_F(HttpApiTest, ServesTheLivePageWithAStrictContentSecurityPolicy) {
+  const HttpReply reply = Request(port_, "GET", "/");
+  ASSERT_EQ(reply.status, 200);
+  EXPECT_NE(reply.headers.find("Content-Type: text/html; charset=utf-8"), std::string::npos) << reply.headers;
+  EXPECT_NE(reply.headers.find("Content-Security-Policy: default-src 'none';"), std::string::npos) << reply.headers;
+  EXPECT_NE(reply.headers.find("connect-src 'self'"), std::string::npos) << reply.headers;
+  EXPECT_NE(reply.headers.find("X-Content-Type-Options: nosniff"), std::string::npos) << reply.headers;
+  EXPECT_EQ(reply.body.rfind("<!doctype html>", 0), 0u);
+  EXPECT_NE(reply.body.find("fetch(\"api/status\""), std::string::npos);
+  // Bundled: nothing is loaded from another host.
+  for (const char* external : {"src=\"http", "href=\"http", "src=\"//", "href=\"//", "@import", "url("}) {
+    EXPECT_EQ(reply.body.find(external), std::string::npos) << external;
+  }
+  EXPECT_EQ(reply.body.find("innerHTML"), std::string::npos) << "ring names must only ever be set as text";
+  EXPECT_EQ(Request(port_, "POST", "/").status, 405);
+}
+
 TEST_F(HttpApiTest, OtherPathsAreNotFound) {
-  EXPECT_EQ(Request(port_, "GET", "/").status, 404);
+  EXPECT_EQ(Request(port_, "GET", "/index.html").status, 404);
   EXPECT_EQ(Request(port_, "GET", "/etc/passwd").status, 404);
   EXPECT_EQ(Request(port_, "GET", "/api/status/x").status, 404);
 }
@@ -133,12 +152,14 @@ TEST_F(HttpApiTest, ServesNoFilesAndListsNoDirectories) {
   ASSERT_NE(getcwd(previous, sizeof(previous)), nullptr);
   ASSERT_EQ(chdir(cwd.path().c_str()), 0);
   std::vector<HttpReply> replies;
-  for (const std::string& path : std::vector<std::string>{"/", "/secret.txt", "/./secret.txt", "/../secret.txt", "/%2e%2e/secret.txt",
+  for (const std::string& path : std::vector<std::string>{"/secret.txt", "/./secret.txt", "/../secret.txt", "/%2e%2e/secret.txt",
                                  "/metrics/../secret.txt", "/api/", "/" + ring_name, "/tmp/", dir_.File(ring_name)}) {
     replies.push_back(Request(port_, "GET", path));
     EXPECT_EQ(replies.back().status, 404) << path;
   }
   ASSERT_EQ(chdir(previous), 0);
+  replies.push_back(Request(port_, "GET", "/"));  // the live page, not a listing of the working directory
+  EXPECT_EQ(replies.back().status, 200);
   for (const HttpReply& reply : replies) {
     EXPECT_EQ(reply.body.find("do-not-serve"), std::string::npos);
     EXPECT_EQ(reply.body.find("Index of"), std::string::npos);

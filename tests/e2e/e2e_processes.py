@@ -190,12 +190,16 @@ class Stack:
         wait_until(lambda: http_get(url + "/", 1)[0] == 200, 30, f"uvicorn on {url}", (proc,))
         return proc, url
 
-    def start_prometheus(self, target: str, scrape_interval: str = "1s") -> tuple[Proc, str]:
+    def start_prometheus(self, target: str, scrape_interval: str = "1s",
+                         rule_files: tuple[Path, ...] = ()) -> tuple[Proc, str]:
+        """rule_files: rule files Prometheus loads (evaluated every scrape_interval)."""
         config = self.workdir / "prometheus.yml"
+        rules = "".join(f"  - '{Path(f).resolve()}'\n" for f in rule_files)
         config.write_text(
             "global:\n"
             f"  scrape_interval: {scrape_interval}\n"
             f"  evaluation_interval: {scrape_interval}\n"
+            + (f"rule_files:\n{rules}" if rules else "") +
             "scrape_configs:\n"
             "  - job_name: loopwatch\n"
             "    static_configs:\n"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Node.js tools the tests use, from npm, exactly as pinned by the committed lock files:
+# Installs the Node.js tools the tests use, exactly as pinned by the committed lock files and from
+# the npm tarballs committed beside them (no network):
 # dockerfilelint (tools/dockerfilelint), which tests/deploy runs on every docker/*Dockerfile.
 # Idempotent and fast: when node_modules already matches package-lock.json (a stamp holds the lock
 # file's checksum), nothing is downloaded. Works as root. Needs npm (scripts/install-deps.sh installs it).
@@ -21,8 +22,10 @@ for dir in tools/dockerfilelint; do
   fi
   echo "==> npm ci in $dir"
   # ci: install exactly the lock file (fails if package.json and the lock disagree) into a fresh
-  # node_modules; --ignore-scripts: nothing pinned here needs an install script.
-  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  # node_modules; --offline: from the committed tarballs in $dir/vendor (the lock's `resolved`),
+  # each checked against the lock's sha512 (see $dir/vendor.sh); --ignore-scripts: nothing pinned
+  # here needs an install script.
+  (cd "$dir" && npm ci --offline --no-audit --no-fund --ignore-scripts --loglevel=error)
   echo "$want" >"$stamp"
 done
 

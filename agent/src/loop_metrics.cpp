@@ -178,7 +178,6 @@ void LoopMetrics::MaybeRerank(std::chrono::steady_clock::time_point now) {
 }
 
 void LoopMetrics::MaybeCloseRecentWindow(std::chrono::steady_clock::time_point now) {
-  FlushBatch();  // a no-op after a drain; keeps the window complete when called on its own
   recent_.MaybeClose(now, busy_ticks_, top_k_, [this](uint32_t id) { return NameOf(id); });
 }
 

@@ -79,7 +79,8 @@ class LoopMetrics {
   void MirrorBusy(uint64_t busy_ticks);
   // Re-ranks the callback top-K if the last re-rank is older than kRerankPeriod (flushes first).
   void MaybeRerank(std::chrono::steady_clock::time_point now);
-  // Closes the live page's one-second window when it is due (after MirrorBusy; see recent_window.h).
+  // Closes the live page's one-second window when it is due (after a drain's FlushBatch and MirrorBusy;
+  // see recent_window.h).
   void MaybeCloseRecentWindow(std::chrono::steady_clock::time_point now);
   // The last closed window (null before the first).
   std::shared_ptr<const RecentActivity> recent() const { return recent_.latest(); }

@@ -15,13 +15,6 @@ void RecentWindow::AddBatch(uint32_t samples, uint32_t slow, const std::array<ui
   for (std::size_t i = 0; i < kSecondsBucketCount; ++i) lag_counts_[i] += lag_counts[i];
 }
 
-void RecentWindow::ResetAccumulators() {
-  samples_ = slow_ = 0;
-  duration_ticks_ = 0;
-  lag_max_ticks_ = duration_max_ticks_ = 0;
-  lag_counts_.fill(0);
-}
-
 double RecentWindow::LagQuantile(double q) const {
   uint64_t total = 0;
   for (uint64_t c : lag_counts_) total += c;
@@ -36,46 +29,45 @@ double RecentWindow::LagQuantile(double q) const {
   return lag_max;
 }
 
-std::vector<RecentCallback> RecentWindow::TopCallbacks(const CallbackTopK& top_k,
-                                                       const std::function<std::string(uint32_t)>& name_of) {
-  std::vector<std::pair<uint32_t, uint64_t>> members;  // name id, ticks in the window
+std::vector<RecentCallback> RecentWindow::TopCallbacks(const CallbackTopK& top_k, const NameOf& name_of) const {
+  std::vector<std::pair<double, uint32_t>> ranked;  // seconds in the window, name id (0: "other")
   double named_ticks = 0;
   for (uint32_t position = 1; position <= top_k.k(); ++position) {
     const uint32_t id = top_k.MemberAt(position);
     if (id == 0) continue;
     const uint32_t index = id - protocol::kFirstNameId;
-    const uint64_t before = index < totals_at_close_.size() ? totals_at_close_[index] : 0;  // new since: 0
+    const uint64_t before = index < totals_at_open_.size() ? totals_at_open_[index] : 0;  // new since: 0
     const uint64_t total = top_k.TotalTicks(id);
     if (total <= before) continue;
-    members.emplace_back(id, total - before);
+    ranked.emplace_back(static_cast<double>(total - before) * seconds_per_tick_, id);
     named_ticks += static_cast<double>(total - before);
   }
-  totals_at_close_.resize(top_k.names());
-  for (uint32_t index = 0; index < totals_at_close_.size(); ++index) {
-    totals_at_close_[index] = top_k.TotalTicks(protocol::kFirstNameId + index);
-  }
-  std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::vector<RecentCallback> top;
-  for (const auto& [id, ticks] : members) top.push_back({name_of(id), static_cast<double>(ticks) * seconds_per_tick_});
   const double other = (duration_ticks_ - named_ticks) * seconds_per_tick_;
-  if (other > 0) top.push_back({"other", other});
-  std::stable_sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
-  if (top.size() > kTopCallbacks) top.resize(kTopCallbacks);
+  if (other > 0) ranked.emplace_back(other, 0);
+  const std::size_t n = std::min(ranked.size(), kTopCallbacks);
+  std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(n), ranked.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<RecentCallback> top;
+  for (std::size_t i = 0; i < n; ++i) {
+    top.push_back({ranked[i].second == 0 ? std::string("other") : name_of(ranked[i].second), ranked[i].first});
+  }
   return top;
 }
 
-bool RecentWindow::MaybeClose(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k,
-                              const std::function<std::string(uint32_t name_id)>& name_of) {
-  if (!started_) {
-    // The first window starts now: what was drained before (a backlog of unknown age) is not "recent".
-    started_ = true;
-    opened_ = now;
-    busy_ticks_at_open_ = busy_ticks;
-    ResetAccumulators();
-    TopCallbacks(top_k, name_of);  // takes every name's baseline
-    return false;
+void RecentWindow::Open(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k) {
+  opened_ = now;
+  busy_ticks_at_open_ = busy_ticks;
+  samples_ = slow_ = 0;
+  duration_ticks_ = 0;
+  lag_max_ticks_ = duration_max_ticks_ = 0;
+  lag_counts_.fill(0);
+  totals_at_open_.resize(top_k.names());
+  for (uint32_t index = 0; index < totals_at_open_.size(); ++index) {
+    totals_at_open_[index] = top_k.TotalTicks(protocol::kFirstNameId + index);
   }
-  if (now - opened_ < kLength) return false;
+}
+
+void RecentWindow::Publish(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k, const NameOf& name_of) {
   const double length = std::chrono::duration<double>(now - opened_).count();
   auto activity = std::make_shared<RecentActivity>();
   activity->window_seconds = length;
@@ -98,11 +90,18 @@ bool RecentWindow::MaybeClose(Clock::time_point now, uint64_t busy_ticks, const 
                       static_cast<float>(activity->busy_ratio)});
   activity->history.assign(history_.begin(), history_.end());
   latest_ = std::move(activity);
+}
 
-  opened_ = now;
-  busy_ticks_at_open_ = std::max(busy_ticks, busy_ticks_at_open_);
-  ResetAccumulators();
-  return true;
+bool RecentWindow::MaybeClose(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k,
+                              const NameOf& name_of) {
+  if (started_ && now - opened_ < kLength) return false;
+  const bool closing = started_;
+  if (closing) Publish(now, busy_ticks, top_k, name_of);
+  // The next window. The first one starts at the first call: what was drained before it (a backlog of
+  // unknown age) is not "recent".
+  started_ = true;
+  Open(now, busy_ticks, top_k);
+  return closing;
 }
 
 }  // namespace loopwatch::agent

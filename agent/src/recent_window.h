@@ -54,6 +54,7 @@ struct RecentActivity {
 class RecentWindow {
  public:
   using Clock = std::chrono::steady_clock;
+  using NameOf = std::function<std::string(uint32_t name_id)>;
   static constexpr std::chrono::seconds kLength{1};
   static constexpr std::size_t kHistoryPoints = 60;
   static constexpr std::size_t kTopCallbacks = 5;
@@ -70,17 +71,18 @@ class RecentWindow {
   // Closes the window when kLength has passed since the last close (the first call only starts it).
   // `busy_ticks`: the ring's cumulative busy counter; `top_k` and `name_of` name the callbacks.
   // Returns true when a window was closed.
-  bool MaybeClose(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k,
-                  const std::function<std::string(uint32_t name_id)>& name_of);
+  bool MaybeClose(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k, const NameOf& name_of);
 
   // Null until the first window closed.
   std::shared_ptr<const RecentActivity> latest() const { return latest_; }
 
  private:
-  std::vector<RecentCallback> TopCallbacks(const CallbackTopK& top_k,
-                                           const std::function<std::string(uint32_t)>& name_of);
+  // Starts a window: zeroes the accumulators and takes every name's total as its baseline.
+  void Open(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k);
+  // Publishes the window that ends now as latest() and appends it to the history.
+  void Publish(Clock::time_point now, uint64_t busy_ticks, const CallbackTopK& top_k, const NameOf& name_of);
+  std::vector<RecentCallback> TopCallbacks(const CallbackTopK& top_k, const NameOf& name_of) const;
   double LagQuantile(double q) const;
-  void ResetAccumulators();
 
   const double seconds_per_tick_;
   bool started_ = false;
@@ -93,10 +95,10 @@ class RecentWindow {
   uint64_t lag_max_ticks_ = 0;
   uint64_t duration_max_ticks_ = 0;
   std::array<uint64_t, kSecondsBucketCount> lag_counts_{};
-  // Every name's exact total at the last close (index = id - kFirstNameId): a callback's time in the
-  // window is the difference, exact even for a name that took a top-K position meanwhile. O(names)
-  // per second, like CallbackTopK's own table.
-  std::vector<uint64_t> totals_at_close_;
+  // Every name's exact total when the window opened (index = id - kFirstNameId): a callback's time in
+  // the window is the difference, exact even for a name that took a top-K position meanwhile.
+  // O(names) per second, like CallbackTopK's own table.
+  std::vector<uint64_t> totals_at_open_;
   std::deque<RecentPoint> history_;
   std::shared_ptr<const RecentActivity> latest_;
 };

@@ -78,8 +78,6 @@ class LoopState {
     if (ring_->writer().TryPush(sample)) ++samples_written_;
   }
 
-  // Loop gone: the watchdog thread is stopped (the GIL is released while waiting for it, if it may
-  // be waiting for the GIL), then the ring is closed for the agent to drain and remove.
   // Loop thread, after a timed callback returned: clears the in-flight slot it owns and pushes its
   // sample. Ring() again: the callback may have closed the ring (nothing is recorded; false) or forked
   // (the ring is the child's new one, whose slot this callback never took).
@@ -91,6 +89,8 @@ class LoopState {
     return true;
   }
 
+  // Loop gone: the watchdog thread is stopped (the GIL is released while waiting for it, if it may
+  // be waiting for the GIL), then the ring is closed for the agent to drain and remove.
   void Close();
   void AbandonAfterFork();  // in a fork child: the parent's ring and watchdog thread are not ours
   void SetPausedByApp(bool paused);  // sets or clears kControlPausedByApp in the ring's control word

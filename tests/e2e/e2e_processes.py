@@ -8,6 +8,7 @@ failure, not a skip: scripts/test.sh builds both before it runs these tests.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -60,6 +63,62 @@ def http_json(url: str, timeout: float = 5.0):
     status, body = http_get(url, timeout)
     assert status == 200, f"GET {url} -> {status}: {body[:500]}"
     return json.loads(body)
+
+
+class WorkerConnections:
+    """Keep-alive connections to the app, grouped by the pid of the worker that serves each."""
+
+    def __init__(self, base_url: str):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.by_pid: dict[int, list[http.client.HTTPConnection]] = {}
+        self.requests_served: Counter[int] = Counter()  # GET /pid answered, per worker pid
+
+    def open(self, count: int, keep_per_pid: int) -> None:
+        """Opens count connections at once; keeps at most keep_per_pid per worker."""
+        fresh = [http.client.HTTPConnection(self.host, self.port, timeout=10) for _ in range(count)]
+        for conn in fresh:
+            conn.connect()  # all connect first, so the accepts spread over the workers
+        for conn in fresh:
+            pid = get_json(conn, "/pid")["pid"]
+            self.requests_served[pid] += 1
+            kept = self.by_pid.setdefault(pid, [])
+            if len(kept) < keep_per_pid:
+                kept.append(conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        for conns in self.by_pid.values():
+            for conn in conns:
+                conn.close()
+
+
+def get_json(conn: http.client.HTTPConnection, path: str) -> dict:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, f"GET {path} -> {response.status}: {body[:300]!r}"
+    return json.loads(body)
+
+
+def connect_to_both_workers(app_url: str, need_on_p: int, need_on_other: int,
+                            timeout_s: float = 20) -> tuple[WorkerConnections, int, int]:
+    """Opens connections until one worker has need_on_p of them and the other need_on_other."""
+    conns = WorkerConnections(app_url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conns.open(8, keep_per_pid=max(need_on_p, need_on_other))
+        ranked = sorted(conns.by_pid, key=lambda pid: len(conns.by_pid[pid]), reverse=True)
+        if (len(ranked) >= 2 and len(conns.by_pid[ranked[0]]) >= need_on_p
+                and len(conns.by_pid[ranked[1]]) >= need_on_other):
+            return conns, ranked[0], ranked[1]
+        if time.monotonic() >= deadline:
+            counts = {pid: len(c) for pid, c in conns.by_pid.items()}
+            conns.close()
+            pytest.fail(f"could not reach both uvicorn workers within {timeout_s} s: "
+                        f"connections per pid {counts}")
+        time.sleep(0.2)  # a worker may still be starting
 
 
 class Proc:

@@ -45,7 +45,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_processes import REPO, Stack, http_get, http_json, wait_until
+from e2e_processes import REPO, Stack, connect_to_both_workers, get_json, http_get, http_json, wait_until
 
 DASHBOARDS = REPO / "dashboards"
 DASHBOARD_FILES = sorted(DASHBOARDS.rglob("*.json"))
@@ -305,41 +305,6 @@ def result_of(reply: dict) -> list:
     return data_of(reply)["result"]
 
 
-class Connection:
-    """One keep-alive connection to the app, pinned to the worker that accepted it."""
-
-    def __init__(self, app_url: str):
-        parsed = urllib.parse.urlsplit(app_url)
-        self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        self.pid = self.get("/pid")["pid"]
-
-    def get(self, path: str) -> dict:
-        self.conn.request("GET", path)
-        response = self.conn.getresponse()
-        body = response.read()
-        assert response.status == 200, (path, response.status, body[:200])
-        return json.loads(body)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def pin_connections(app_url: str, on_a: int, on_b: int) -> tuple[list[Connection], list[Connection]]:
-    """Opens connections until one worker (A) holds `on_a` of them and the other (B) `on_b`."""
-    by_pid: dict[int, list[Connection]] = {}
-    for _ in range(200):
-        c = Connection(app_url)
-        by_pid.setdefault(c.pid, []).append(c)
-        if len(by_pid) == 2:
-            (p1, c1), (p2, c2) = sorted(by_pid.items(), key=lambda kv: -len(kv[1]))
-            if len(c1) >= on_a and len(c2) >= on_b:
-                for extra in c1[on_a:] + c2[on_b:]:
-                    extra.close()
-                return c1[:on_a], c2[:on_b]
-    pytest.fail(f"could not pin {on_a} + {on_b} connections to two workers: "
-                f"{ {pid: len(cs) for pid, cs in by_pid.items()} }")
-
-
 def run_threads(targets) -> list[threading.Thread]:
     threads = [threading.Thread(target=t, daemon=True) for t in targets]
     for t in threads:
@@ -370,8 +335,8 @@ def _run_scenario(live: Live, ring_dir: Path) -> Live:
     env = dict(os.environ, LOOPWATCH="1", LOOPWATCH_DIR=str(ring_dir), LOOPWATCH_SERVICE=SERVICE)
     _, live.app_url = stack.start_uvicorn("examples.demo_app:app", env, "--workers", "2", "--loop", "uvloop",
                                           "--no-access-log", "--timeout-keep-alive", "120")
-    conns_a, conns_b = pin_connections(live.app_url, on_a=14, on_b=2)
-    live.stalled_pid, live.healthy_pid = conns_a[0].pid, conns_b[0].pid
+    conns, live.stalled_pid, live.healthy_pid = connect_to_both_workers(live.app_url, need_on_p=14, need_on_other=2)
+    conns_a, conns_b = conns.by_pid[live.stalled_pid][:14], conns.by_pid[live.healthy_pid][:2]
 
     # The load must start after Prometheus' first scrape of both workers, or rate() misses it.
     def scraped():
@@ -393,32 +358,32 @@ def _run_scenario(live: Live, ring_dir: Path) -> Live:
     sleepers, blocker, fanout_a = conns_a[:12], conns_a[12], conns_a[13]
     plain_b, slow_b = conns_b
 
-    def sleeper(c: Connection):
+    def sleeper(c: http.client.HTTPConnection):
         def run():
             while not stop.is_set():
-                c.get("/sleep?ms=100")
+                get_json(c, "/sleep?ms=100")
         return run
 
     def block_a():
         for _ in range(18):
-            blocker.get("/block?ms=200")
+            get_json(blocker, "/block?ms=200")
             time.sleep(0.08)
 
     def fanouts_a():
         while not stop.is_set():
-            fanout_a.get("/fanout?n=50")
+            get_json(fanout_a, "/fanout?n=50")
             time.sleep(0.2)
 
     def load_b():
         i = 0
         while not stop.is_set():
-            plain_b.get("/fanout?n=50" if i % 2 else "/")
+            get_json(plain_b, "/fanout?n=50" if i % 2 else "/")
             i += 1
             time.sleep(0.002)  # leave CPU to the rest (CI runs on 2 shared cores)
 
     def slow_b_calls():
         for _ in range(3):
-            slow_b.get("/block?ms=150")
+            get_json(slow_b, "/block?ms=150")
             time.sleep(0.5)
 
     background = run_threads([guarded(sleeper(c)) for c in sleepers] +
@@ -428,7 +393,7 @@ def _run_scenario(live: Live, ring_dir: Path) -> Live:
     assert not errors, errors
 
     # The stall: worker A stuck in one callback for STALL_MS while its sleepers' timers wait.
-    stall = run_threads([guarded(lambda: blocker.get(f"/block?ms={STALL_MS}"))])[0]
+    stall = run_threads([guarded(lambda: get_json(blocker, f"/block?ms={STALL_MS}"))])[0]
     stalled_expr = next(r["expr"] for r in rules() if r.get("alert") == "LoopwatchLoopStalled")
 
     def stalled_now():
@@ -451,8 +416,7 @@ def _run_scenario(live: Live, ring_dir: Path) -> Live:
     for t in background:
         t.join(30)
     assert not errors, errors
-    for c in conns_a + conns_b:
-        c.close()
+    conns.close()
     time.sleep(2.5)  # the last samples: drained (50 ms), scraped (1 s), rules evaluated (1 s)
     live.t_end = time.time()
     return live

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds loopwatch in place: the agent and the C++ tests with CMake into build/, and the Python shim
 # into a venv at .venv (Debian's python3 with --system-site-packages, so it sees Debian's uvicorn,
-# fastapi and uvloop). Idempotent: a second run only rebuilds what changed and reinstalls the shim.
+# fastapi and uvloop: the matrix's debian-3.11 environment, which needs nothing from PyPI). The PyPI
+# venvs are scripts/matrix.py's. Idempotent: a second run only rebuilds what changed and reinstalls
+# the shim.
 #
 #   BUILD_DIR   CMake build directory      (default: build)
 #   BUILD_TYPE  CMAKE_BUILD_TYPE           (default: RelWithDebInfo)
@@ -30,7 +32,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 log "pip install ./shim into $VENV"
-# --no-build-isolation: build with Debian's setuptools (pip cannot download one; PyPI is unreachable).
+# --no-build-isolation --no-index: built with Debian's setuptools, offline (this environment must work
+# where PyPI is unreachable; the PyPI venvs build with ordinary isolation).
 # --force-reinstall --no-deps: pick up local changes to the shim on every run.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-index \
   --force-reinstall --no-deps ./shim

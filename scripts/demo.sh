@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The README's "Quick start": installs the dependencies, builds, then runs loopwatch-agent and the
-# FastAPI demo app (uvicorn, 2 workers, LOOPWATCH=1) in the foreground until Ctrl-C.
+# FastAPI demo app (uvicorn, 2 workers, LOOPWATCH=1) in the foreground until Ctrl-C. The app runs on
+# today's PyPI stack (requirements/pypi-stack.txt: the newest uvicorn, uvloop, FastAPI) in the venv
+# .venvs/debian-3.11-pypi, with the shim installed by pip from ./shim.
 #
 #   DEMO_LOOP=uvloop|asyncio   event loop of the app (default uvloop)
 #   DEMO_HTTP=httptools|h11    HTTP parser of the app (default httptools)
 #   DEMO_PORT=8000             port of the app
 #   AGENT_ADDR=127.0.0.1:9477  listen address of the agent
 #   LOOPWATCH_DIR              ring directory shared by app and agent (default /dev/shm/loopwatch)
+#   DEMO_VENV                  the venv the app runs in (default .venvs/debian-3.11-pypi)
 #   SKIP_INSTALL_DEPS=1        do not run scripts/install-deps.sh
 # shellcheck disable=SC2317  # functions below are called from traps
 set -euo pipefail
@@ -17,7 +20,7 @@ DEMO_HTTP=${DEMO_HTTP:-httptools}
 DEMO_PORT=${DEMO_PORT:-8000}
 AGENT_ADDR=${AGENT_ADDR:-127.0.0.1:9477}
 export LOOPWATCH_DIR=${LOOPWATCH_DIR:-/dev/shm/loopwatch}
-VENV=${VENV:-.venv}
+DEMO_VENV=${DEMO_VENV:-.venvs/debian-3.11-pypi}
 BUILD_DIR=${BUILD_DIR:-build}
 AGENT=$BUILD_DIR/agent/loopwatch-agent
 APP_URL=http://127.0.0.1:$DEMO_PORT
@@ -29,6 +32,7 @@ if [ "${SKIP_INSTALL_DEPS:-0}" != 1 ]; then
   bash scripts/install-deps.sh
 fi
 bash scripts/build.sh
+python3 scripts/matrix.py setup debian-3.11-pypi   # the PyPI venv, with the shim from ./shim
 
 LOGS=$(mktemp -d /tmp/loopwatch-demo.XXXXXX)
 mkdir -p "$LOOPWATCH_DIR"
@@ -72,7 +76,7 @@ setsid "$AGENT" --web.listen-address "$AGENT_ADDR" --ring.dir "$LOOPWATCH_DIR" >
 agent_pid=$!
 wait_http "$agent_pid" "$AGENT_URL/metrics" 15 loopwatch-agent "$LOGS/agent.log"
 
-LOOPWATCH=1 LOOPWATCH_SERVICE=${LOOPWATCH_SERVICE:-demo} setsid "$VENV/bin/python" -m uvicorn examples.demo_app:app \
+LOOPWATCH=1 LOOPWATCH_SERVICE=${LOOPWATCH_SERVICE:-demo} setsid "$DEMO_VENV/bin/python" -m uvicorn examples.demo_app:app \
   --workers 2 --host 127.0.0.1 --port "$DEMO_PORT" --loop "$DEMO_LOOP" --http "$DEMO_HTTP" \
   >"$LOGS/app.log" 2>&1 &
 app_pid=$!

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything loopwatch builds, runs and tests with, from Debian's archive only (PyPI is not
-# reachable). Idempotent: a machine that already has the packages only pays for `apt-get update`.
+# Installs everything loopwatch builds, runs and tests with from Debian's archive: the toolchain, the
+# C++ libraries, Debian's Python stack (the matrix's debian-3.11 environment) and the test servers.
+# The PyPI stack comes later, into venvs (scripts/matrix.py setup). Idempotent: a machine that
+# already has the packages only pays for `apt-get update`.
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,10 @@ packages=(
   # Debian's Python 3.11 and the service stack loopwatch instruments
   python3 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   python3-uvloop python3-uvicorn python3-fastapi python3-httptools python3-h11
+  # the servers of the e2e matrix (tests/e2e/servers.py); Debian's hypercorn 0.13 is left out: it
+  # closes every connection after one response, without loopwatch too, so a test cannot keep a
+  # connection to a chosen worker. hypercorn is tested from PyPI (requirements/).
+  python3-gunicorn python3-aiohttp
   python3-pytest python3-httpx python3-requests
   # integration: a real Prometheus (+ promtool), load generation, process tools
   prometheus wrk curl procps valgrind

@@ -2,16 +2,22 @@
 # Installs the dependencies, builds, and runs every test: the C++ unit tests (CTest), the same C++
 # suite again under ASan + UBSan (build-asan), the two-thread ring stress test under ThreadSanitizer
 # (build-tsan, clang), a 60 s libFuzzer run of the agent's ring decoder (fuzz/run.sh, build-fuzz), the
-# Python shim tests, the end-to-end tests (agent + uvicorn with 2 workers + a real Prometheus: metrics,
-# faults, stalls, every dashboard panel and alert rule query, the live page in headless Chromium), the
-# deployment files (docker-compose config, dockerfilelint, compose and Kubernetes invariants) and the
-# benchmarks' smoke run (bench/run.sh --quick: they complete and print every row; no timing asserted).
-# This is the README's "Run all tests" command and what CI runs (.ci/run). A failed install or build
-# stops it; every test suite runs (a sanitizer build that fails counts as its suite failing), and any
-# failure (a suite that collects nothing included) fails the script.
+# Python side on every interpreter present (scripts/matrix.py: Debian's 3.11 with Debian's packages,
+# Debian's 3.11 and pyenv's CPython 3.10-3.13 with the newest PyPI releases; per interpreter the shim
+# tests on asyncio and uvloop, the servers end to end, and the wheel), the end-to-end tests (agent +
+# uvicorn with 2 workers + a real Prometheus: metrics, faults, stalls, every dashboard panel and alert
+# rule query, the live page in headless Chromium, every server) on Debian's stack and on the newest
+# CPython, the deployment files (docker-compose config, dockerfilelint, compose and Kubernetes
+# invariants) and the benchmarks' smoke run (bench/run.sh --quick: they complete and print every row;
+# no timing asserted). It ends with the runtime matrix: Python x loop x server, PASS / FAIL / SKIP
+# with the reason. This is the README's "Run all tests" command and what CI runs (.ci/run). A failed
+# install or build stops it; every test suite runs (a sanitizer build that fails counts as its suite
+# failing), and any failure (a suite that collects nothing included) fails the script. An
+# interpreter the machine lacks is a SKIP, never a pass.
 #
 #   SKIP_INSTALL_DEPS=1  do not run scripts/install-deps.sh and install-node-tools.sh (repeated local runs)
 #   PYTEST_ARGS          extra arguments for pytest, e.g. PYTEST_ARGS="-x -k uvloop"
+#   MATRIX_ENVS          the PyPI environments to test (default: all that scripts/matrix.py knows)
 # shellcheck disable=SC2317  # summary runs from the EXIT trap
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +35,12 @@ summary() {
   echo "==================== loopwatch test summary ===================="
   local i failed=0
   for i in "${!names[@]}"; do
-    printf '  %-34s %s\n' "${names[$i]}" "${results[$i]}"
-    [ "${results[$i]}" = PASS ] || failed=1
+    printf '  %-44s %s\n' "${names[$i]}" "${results[$i]}"
+    case "${results[$i]}" in PASS | SKIP*) ;; *) failed=1 ;; esac
   done
+  echo
+  python3 scripts/matrix.py print || failed=1
+  echo
   if [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]; then
     echo "  ALL PASSED"
   else
@@ -41,14 +50,17 @@ summary() {
 }
 trap summary EXIT
 
-# step NAME CMD...: runs one step and records PASS or FAIL (with the exit code).
+# step NAME CMD...: runs one step and records PASS, FAIL (with the exit code) or, for exit 77 (an
+# interpreter this machine does not have: scripts/matrix.py), SKIP; the matrix says why.
 step() {
   local name=$1; shift
   echo
   echo "==> $name: $*"
   local rc=0
   "$@" || rc=$?
-  if [ "$rc" -eq 0 ]; then record "$name" PASS; else record "$name" "FAIL (exit $rc)"; fi
+  if [ "$rc" -eq 0 ]; then record "$name" PASS
+  elif [ "$rc" -eq 77 ]; then record "$name" "SKIP (see the matrix)"; rc=0
+  else record "$name" "FAIL (exit $rc)"; fi
   return "$rc"
 }
 
@@ -91,15 +103,33 @@ step "ring stress under TSan" tsan_stress || status=1
 # libFuzzer on hostile ring files through the agent's decoder, metrics and exposition (fuzz/README.md).
 step "fuzz ring decoder (60 s)" bash fuzz/run.sh 60 || status=1
 # pytest exits 5 when it collects no tests: that is a failure here, as is any other non-zero code.
+# Debian's 3.11 with Debian's packages (the venv scripts/build.sh made).
 # shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
-step "Python shim tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python \
-  ${PYTEST_ARGS:-} || status=1
+step "Python shim tests (debian-3.11)" python3 scripts/matrix.py run debian-3.11 python ${PYTEST_ARGS:-} || status=1
 # shellcheck disable=SC2086
-step "end-to-end tests (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e \
-  ${PYTEST_ARGS:-} || status=1
+step "end-to-end tests (debian-3.11)" python3 scripts/matrix.py run debian-3.11 e2e ${PYTEST_ARGS:-} || status=1
 # shellcheck disable=SC2086
 step "deployment files (pytest)" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/deploy \
   ${PYTEST_ARGS:-} || status=1
+# The PyPI stack on every interpreter present: venvs from requirements/pypi-stack.txt, the shim by
+# `pip install ./shim` with build isolation; then per interpreter the shim tests, the servers and the
+# wheel, and the whole end-to-end suite on the newest CPython (it includes the servers).
+newest=$(python3 scripts/matrix.py newest)
+for env in ${MATRIX_ENVS:-debian-3.11-pypi cpython-3.10 cpython-3.11 cpython-3.12 cpython-3.13}; do
+  if ! step "PyPI venv ($env)" python3 scripts/matrix.py setup "$env"; then
+    status=1
+    continue
+  fi
+  # shellcheck disable=SC2086
+  step "shim tests ($env)" python3 scripts/matrix.py run "$env" python ${PYTEST_ARGS:-} || status=1
+  if [ "$env" != "$newest" ]; then
+    # shellcheck disable=SC2086
+    step "servers ($env)" python3 scripts/matrix.py run "$env" servers ${PYTEST_ARGS:-} || status=1
+  fi
+  step "wheel ($env)" python3 scripts/matrix.py run "$env" wheel || status=1
+done
+# shellcheck disable=SC2086
+step "end-to-end tests ($newest)" python3 scripts/matrix.py run "$newest" e2e ${PYTEST_ARGS:-} || status=1
 # The benchmarks' smoke run (about 1 minute): each completes and prints every row. No timing is asserted.
 step "benchmarks (bench/run.sh --quick)" bash bench/run.sh --quick || status=1
 exit "$status"

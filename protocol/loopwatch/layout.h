@@ -76,6 +76,11 @@ inline constexpr uint32_t kControlPaused = 1u << 0;  // the agent paused recordi
 // sets and clears kControlValid and kControlPaused (fetch_or / fetch_and).
 inline constexpr uint32_t kControlPausedByApp = 1u << 1;
 inline constexpr uint32_t kControlPausedMask = kControlPaused | kControlPausedByApp;
+// Shim-owned too, and ignored by the agent: the loop's next callback has one-off work to do before it
+// is timed (start the watchdog thread again after the process forked). It shares the shim's one
+// per-callback load of this word with the pause bits, so it costs the fast path nothing.
+inline constexpr uint32_t kControlShimWork = 1u << 2;
+inline constexpr uint32_t kControlAttentionMask = kControlPausedMask | kControlShimWork;
 
 // Bits of RingHeader::writer_flags (written by the shim).
 inline constexpr uint32_t kWriterNamesFull = 1u << 0;  // some names were folded into "other"

@@ -42,10 +42,14 @@ def _qualified(func) -> str:
 
 
 def _task_step(task) -> str:
-    coro = task.get_coro()
+    return _coroutine_step(task.get_coro())
+
+
+def _coroutine_step(coro) -> str:
     code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
     if code is not None:
-        return f"Task.__step of {code.co_qualname}() at {short_path(code.co_filename)}:{code.co_firstlineno}"
+        qualname = getattr(code, "co_qualname", None) or getattr(coro, "__qualname__", code.co_name)  # 3.10: no co_qualname
+        return f"Task.__step of {qualname}() at {short_path(code.co_filename)}:{code.co_firstlineno}"
     return f"Task.__step of {type(coro).__module__}.{type(coro).__qualname__}"
 
 
@@ -55,13 +59,18 @@ def _describe(callback) -> str:
     kind = type(callback)
     if kind.__name__ == "TaskStepMethWrapper":
         return _task_step(callback.__self__)
+    # An eager task's first step (eager_tasks.cpp) is named by its coroutine, or the task it became.
+    if isinstance(callback, (types.CoroutineType, types.GeneratorType)):
+        return _coroutine_step(callback)
+    asyncio = sys.modules.get("asyncio")  # never import it here: naming must not load modules
+    if asyncio is not None and isinstance(callback, asyncio.Task):
+        return _task_step(callback)
     if isinstance(callback, types.MethodType):
         return _qualified(callback.__func__)
     if isinstance(callback, types.FunctionType):
         return _qualified(callback)
     if isinstance(callback, types.BuiltinMethodType):
         owner = callback.__self__
-        asyncio = sys.modules.get("asyncio")  # never import it here: naming must not load modules
         if asyncio is not None and isinstance(owner, asyncio.Task):  # task_wakeup: resumes after an await
             return _task_step(owner)
         if owner is None or isinstance(owner, types.ModuleType):

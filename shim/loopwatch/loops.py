@@ -14,18 +14,18 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from . import _names, _post_import, _protocols
+from . import _eager_tasks, _names, _post_import, _protocols
 
 DEFAULT_DIR = "/dev/shm/loopwatch"
-# asyncio's Handle._run, _call_soon and _add_callback were compared line by line for these versions.
-ASYNCIO_CHECKED_VERSIONS = {(3, 11)}
-# uvloop.Loop's C layout (where its uv_loop_t pointer sits) was checked for this release series.
-UVLOOP_CHECKED_PREFIX = "0.17."
+# asyncio's Handle._run, _call_soon, _add_callback and format_helpers were compared line by line with
+# the C++ hook for these versions (shim/README.md, "Runtimes"); the stock-behaviour tests run on each.
+ASYNCIO_CHECKED_VERSIONS = {(3, 10), (3, 11), (3, 12), (3, 13)}
 
 _state: dict[str, Any] = {
     "installed": False,
     "asyncio": "not imported yet",
     "uvloop": "not imported yet",
+    "eager_tasks": "not imported yet",
     "dir": None,
     "service": None,
 }
@@ -47,22 +47,27 @@ def _instrument_asyncio(asyncio: ModuleType) -> None:
     if version not in ASYNCIO_CHECKED_VERSIONS:
         _state["asyncio"] = f"stock: CPython {version[0]}.{version[1]} is not a version the asyncio hook was checked against"
         return
+    import inspect  # asyncio has imported it already
     from asyncio import base_events, events, format_helpers
 
     from . import _shim
 
-    _shim.install_asyncio(events.Handle, events.TimerHandle, base_events.BaseEventLoop, format_helpers._format_callback_source)
-    _protocols.patch(asyncio.SelectorEventLoop, is_uvloop=False, in_place=False)
+    format_source = format_helpers._format_callback_source
+    # 3.13 added `debug=` (arguments are shown only in debug mode); stock Handle._run passes it.
+    takes_debug = "debug" in inspect.signature(format_source).parameters
+    _shim.install_asyncio(events.Handle, events.TimerHandle, base_events.BaseEventLoop, format_source, takes_debug)
+    _protocols.patch(asyncio.SelectorEventLoop, in_place=False)
+    _state["eager_tasks"] = _eager_tasks.patch(asyncio)
     _state["asyncio"] = "instrumented"
 
 
 def _instrument_uvloop(uvloop: ModuleType) -> None:
     from . import _shim
 
-    # Busy time reads libuv through the Loop object's uv_loop_t pointer: only on a layout we checked.
-    _shim.set_uvloop_layout_checked(getattr(uvloop, "__version__", "").startswith(UVLOOP_CHECKED_PREFIX))
+    # Busy time asks libuv, which is uvloop.loop's own (PyPI wheels) or its dependency (Debian).
+    _shim.set_uvloop_library(getattr(sys.modules.get("uvloop.loop"), "__file__", None) or "")
     _shim.install_uvloop(uvloop.Loop)
-    _protocols.patch(uvloop.Loop, is_uvloop=True, in_place=True)
+    _protocols.patch(uvloop.Loop, in_place=True)
     _state["uvloop"] = "instrumented"
 
 
@@ -91,6 +96,9 @@ def install(*, dir: str | None = None, service: str | None = None, ring_capacity
     _state["installed"] = True
     # shutdown = close_all + no new watchdog threads: every watchdog is joined before finalization.
     atexit.register(_shim.shutdown)
+    # The process forks with the threads it would have without loopwatch: no watchdog thread is
+    # copied mid-capture, and CPython 3.12+ does not warn that a multi-threaded process forks.
+    os.register_at_fork(before=_shim.before_fork, after_in_parent=_shim.after_fork_in_parent)
     _post_import.when_imported("asyncio", _guarded("asyncio", _instrument_asyncio))
     _post_import.when_imported("uvloop", _guarded("uvloop", _instrument_uvloop))
 
@@ -101,7 +109,9 @@ def uninstall() -> None:
     _shim.uninstall_asyncio()
     _shim.uninstall_uvloop()
     _protocols.unpatch()
-    _state.update(installed=False, asyncio="stock: uninstalled", uvloop="stock: uninstalled")
+    _eager_tasks.unpatch()
+    _state.update(installed=False, asyncio="stock: uninstalled", uvloop="stock: uninstalled",
+                  eager_tasks="stock: uninstalled")
 
 
 def pause() -> None:
@@ -127,6 +137,7 @@ def status() -> dict[str, Any]:
         "paused": _shim.paused(),
         "asyncio": _state["asyncio"],
         "uvloop": _state["uvloop"],
+        "eager_tasks": _state["eager_tasks"],
         "dir": _state["dir"],
         "service": _state["service"] or (_names.default_service() if _state["installed"] else None),
         "recording": any(loop["state"] == "recording" for loop in loops),

@@ -242,10 +242,18 @@ class CallbackLimitPlugin:
 
 
 def _set_crash_message(report: pytest.TestReport, item: pytest.Item, message: str) -> None:
-    """pytest (7.x) gives a pytrace=False failure no crash line, so the short summary would say only
-    "FAILED test_x.py::test_y": give it one, so it reads "FAILED ... - loopwatch: 1 loop callback ..."."""
+    """The short summary reads "FAILED ... - loopwatch: 1 loop callback ...". pytest 7.x gives a
+    pytrace=False failure no crash line (the summary would say only "FAILED test_x.py::test_y"): give it
+    one. pytest 8+ makes one that starts with the qualified class name: say just the message."""
     longrepr = report.longrepr
-    if getattr(longrepr, "reprcrash", False) is not None:  # pytest made one, or this is no excinfo repr
+    crash = getattr(longrepr, "reprcrash", False)
+    if crash is False:  # no excinfo repr
+        return
+    if crash is not None:
+        try:
+            crash.message = message
+        except AttributeError:  # a frozen crash line (another pytest): the report still has the message
+            pass
         return
     try:
         from _pytest._code.code import ReprFileLocation

@@ -1,4 +1,4 @@
-// The asyncio hook: C++ replacements for three methods of CPython 3.11's asyncio, installed on the
+// The asyncio hook: C++ replacements for four methods of asyncio (CPython 3.10-3.13), installed on the
 // classes themselves so every loop built on BaseEventLoop runs them with no Python code per callback.
 //
 //   Handle._run            runs the callback in its context exactly as the stock method does (same
@@ -7,13 +7,12 @@
 //                          future callbacks, threadsafe calls, selector I/O and signal handlers.
 //   BaseEventLoop._call_soon   same as stock, plus an enqueue stamp (ready lag = run - enqueue).
 //   BaseEventLoop._add_callback  same as stock, plus an enqueue stamp for I/O handles.
+//   BaseEventLoop.run_forever    calls the stock one, then lets go of the loop's cached containers.
 //
 // Timer lag is start - TimerHandle._when (loop.time() is CLOCK_MONOTONIC seconds, converted to ticks).
 // The stock methods stay reachable: uninstall() puts them back. The Python side refuses to install
 // on a CPython minor version whose asyncio these were not checked against.
 #include "asyncio_hook.h"  // Python.h first
-
-#include <structmember.h>
 
 #include <cstring>
 
@@ -23,6 +22,7 @@
 #include "enqueue_stamps.h"
 #include "inflight.h"
 #include "loop_state.h"
+#include "py_compat.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -36,9 +36,11 @@ struct AsyncioHook {
   PyTypeObject* timer_type = nullptr;
   PyObject* loop_type = nullptr;  // BaseEventLoop
   PyObject* format_callback_source = nullptr;
+  bool format_takes_debug = false;  // 3.13+: _format_callback_source(func, args, *, debug)
   PyObject* stock_run = nullptr;
   PyObject* stock_call_soon = nullptr;
   PyObject* stock_add_callback = nullptr;
+  PyObject* stock_run_forever = nullptr;
   Py_ssize_t off_callback = -1, off_args = -1, off_context = -1, off_loop = -1, off_cancelled = -1,
              off_when = -1;
   PyObject *s_ready = nullptr, *s_scheduled = nullptr, *s_append = nullptr;
@@ -47,14 +49,6 @@ struct AsyncioHook {
   bool installed = false;
 };
 AsyncioHook g_hook;
-
-// Offset of a __slots__ member, from its member descriptor; -1 if the class has no such slot.
-Py_ssize_t SlotOffset(PyTypeObject* type, const char* name) {
-  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);
-  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
-  PyMemberDef* member = reinterpret_cast<PyMemberDescrObject*>(descr)->d_member;
-  return member->type == T_OBJECT_EX ? member->offset : -1;
-}
 
 inline PyObject* Slot(PyObject* self, Py_ssize_t offset) {  // borrowed; nullptr if unset
   return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + offset);
@@ -82,12 +76,27 @@ uint32_t CountHandles(LoopState* state, PyObject* loop) {
   return static_cast<uint32_t>(count);
 }
 
+// format_helpers._format_callback_source(callback, args[, debug=self._loop.get_debug()]).
+PyObject* FormatCallbackSource(PyObject* self, PyObject* callback, PyObject* args) {
+  if (!g_hook.format_takes_debug) return PyObject_CallFunctionObjArgs(g_hook.format_callback_source, callback, args, nullptr);
+  PyObject* loop = PyObject_GetAttrString(self, "_loop");
+  PyObject* debug = loop != nullptr ? PyObject_CallMethod(loop, "get_debug", nullptr) : nullptr;
+  Py_XDECREF(loop);
+  if (debug == nullptr) return nullptr;
+  PyObject* kwnames = Py_BuildValue("(s)", "debug");
+  PyObject* stack[3] = {callback, args, debug};
+  PyObject* source = kwnames != nullptr ? PyObject_Vectorcall(g_hook.format_callback_source, stack, 2, kwnames) : nullptr;
+  Py_XDECREF(kwnames);
+  Py_DECREF(debug);
+  return source;
+}
+
 // The `except BaseException as exc:` branch of the stock Handle._run, with `exc` as the handled
 // exception while it runs. Returns nullptr (error set) if the exception handler itself raised.
 PyObject* ReportCallbackException(PyObject* self, PyObject* exc) {
   PyObject* callback = PyObject_GetAttrString(self, "_callback");
   PyObject* args = callback != nullptr ? PyObject_GetAttrString(self, "_args") : nullptr;
-  PyObject* source = args != nullptr ? PyObject_CallFunctionObjArgs(g_hook.format_callback_source, callback, args, nullptr) : nullptr;
+  PyObject* source = args != nullptr ? FormatCallbackSource(self, callback, args) : nullptr;
   Py_XDECREF(callback);
   Py_XDECREF(args);
   if (source == nullptr) return nullptr;
@@ -143,6 +152,7 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   LoopState* state = CachedStateForLoop(loop, LoopKind::kAsyncio);
   RingFile* ring = state != nullptr ? state->RecordingRing() : nullptr;  // nullptr while paused
   TimedCallback timed;
+  timed.state = state;
   Sample& sample = timed.sample;
   uint64_t due_ticks = 0;
   SampleKind kind = SampleKind::kReady;
@@ -188,7 +198,7 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
   }
 
   if (ring != nullptr) {
-    sample.duration_ticks = end - sample.start_ticks;
+    sample.duration_ticks = end - sample.start_ticks - timed.nested_ticks;  // less eager steps run inside
     sample.lag_ticks = due_ticks == 0 ? protocol::kLagUnknown
                        : sample.start_ticks > due_ticks ? sample.start_ticks - due_ticks
                                                         : 0;
@@ -224,14 +234,17 @@ PyObject* HandleRun(PyObject* self, PyObject* /*unused*/) {
 }
 
 // self._ready.append(handle): the deque cached per loop, append called through its descriptor.
+// Only reads the cache, never fills it: CountHandles fills it while the loop runs and run_forever
+// empties it, so a call_soon on a loop that is not running takes no reference that could outlive it.
+// A cached deque that only we still hold was replaced by the loop: not used.
 PyObject* AppendToReady(PyObject* loop, PyObject* handle) {
   LoopState* state = CachedStateForLoop(loop, LoopKind::kAsyncio);
-  PyObject* ready = state != nullptr ? CachedLoopAttr(&state->ready_queue, loop, g_hook.s_ready) : nullptr;
-  if (ready != nullptr && Py_IS_TYPE(ready, g_hook.deque_type)) {
+  PyObject* ready = state != nullptr ? state->ready_queue : nullptr;
+  if (ready != nullptr && Py_REFCNT(ready) > 1 && Py_IS_TYPE(ready, g_hook.deque_type)) {
     PyObject* args[2] = {ready, handle};
     return PyObject_Vectorcall(g_hook.deque_append, args, 2, nullptr);
   }
-  PyObject* fallback = PyObject_GetAttr(loop, g_hook.s_ready);  // not a plain deque: as Python would
+  PyObject* fallback = PyObject_GetAttr(loop, g_hook.s_ready);  // as Python would
   if (fallback == nullptr) return nullptr;
   PyObject* r = PyObject_CallMethodOneArg(fallback, g_hook.s_append, handle);
   Py_DECREF(fallback);
@@ -284,11 +297,25 @@ PyObject* LoopAddCallback(PyObject* self, PyObject* handle) {
   Py_RETURN_NONE;
 }
 
+// BaseEventLoop.run_forever as stock, then the loop's cached _ready and _scheduled are let go: they
+// hold the loop's handles, which hold the loop, so a loop dropped unclosed with callbacks queued is
+// a cycle the GC frees, as stock, not one our references keep alive. The next run fetches them again.
+PyObject* LoopRunForever(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  PyObject* bound = PyMethod_New(g_hook.stock_run_forever, self);
+  if (bound == nullptr) return nullptr;
+  PyObject* result = PyObject_Vectorcall(bound, args, nargsf, kwnames);
+  Py_DECREF(bound);
+  if (LoopState* state = FindStateForLoop(self)) state->ReleaseLoopCaches();
+  return result;
+}
+
 PyMethodDef g_handle_run_def = {"_run", HandleRun, METH_NOARGS, "loopwatch: Handle._run with timing"};
 PyMethodDef g_call_soon_def = {"_call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(LoopCallSoon)),
                                METH_FASTCALL | METH_KEYWORDS, "loopwatch: BaseEventLoop._call_soon with an enqueue stamp"};
 PyMethodDef g_add_callback_def = {"_add_callback", LoopAddCallback, METH_O,
                                   "loopwatch: BaseEventLoop._add_callback with an enqueue stamp"};
+PyMethodDef g_run_forever_def = {"run_forever", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(LoopRunForever)),
+                                 METH_FASTCALL | METH_KEYWORDS, "Run until stop() is called."};
 
 bool SetMethod(PyTypeObject* type, PyMethodDef* def) {
   PyObject* descr = PyDescr_NewMethod(type, def);
@@ -301,9 +328,10 @@ bool SetMethod(PyTypeObject* type, PyMethodDef* def) {
 }  // namespace
 
 PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs) {
-  // args: (Handle, TimerHandle, BaseEventLoop, format_helpers._format_callback_source)
-  if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
-    PyErr_SetString(PyExc_TypeError, "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source)");
+  // args: (Handle, TimerHandle, BaseEventLoop, format_helpers._format_callback_source, takes_debug)
+  if (nargs != 5 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source, format_takes_debug)");
     return nullptr;
   }
   if (g_hook.installed) Py_RETURN_FALSE;
@@ -312,12 +340,12 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   auto* timer_type = reinterpret_cast<PyTypeObject*>(args[1]);
   auto* loop_type = reinterpret_cast<PyTypeObject*>(args[2]);
   AsyncioHook h;
-  h.off_callback = SlotOffset(handle_type, "_callback");
-  h.off_args = SlotOffset(handle_type, "_args");
-  h.off_context = SlotOffset(handle_type, "_context");
-  h.off_loop = SlotOffset(handle_type, "_loop");
-  h.off_cancelled = SlotOffset(handle_type, "_cancelled");
-  h.off_when = SlotOffset(timer_type, "_when");
+  h.off_callback = ObjectMemberOffset(handle_type, "_callback");
+  h.off_args = ObjectMemberOffset(handle_type, "_args");
+  h.off_context = ObjectMemberOffset(handle_type, "_context");
+  h.off_loop = ObjectMemberOffset(handle_type, "_loop");
+  h.off_cancelled = ObjectMemberOffset(handle_type, "_cancelled");
+  h.off_when = ObjectMemberOffset(timer_type, "_when");
   if (h.off_callback < 0 || h.off_args < 0 || h.off_context < 0 || h.off_loop < 0 || h.off_when < 0 ||
       h.off_cancelled < 0) {
     PyErr_SetString(PyExc_RuntimeError, "asyncio.Handle does not have the __slots__ loopwatch was built for");
@@ -326,6 +354,7 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   h.stock_run = PyObject_GetAttrString(args[0], "_run");
   h.stock_call_soon = PyObject_GetAttrString(args[2], "_call_soon");
   h.stock_add_callback = PyObject_GetAttrString(args[2], "_add_callback");
+  h.stock_run_forever = PyObject_GetAttrString(args[2], "run_forever");
   h.s_ready = PyUnicode_InternFromString("_ready");
   h.s_scheduled = PyUnicode_InternFromString("_scheduled");
   h.s_append = PyUnicode_InternFromString("append");
@@ -340,7 +369,8 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
     }
   }
   if (h.deque_append == nullptr) return nullptr;
-  if (h.stock_run == nullptr || h.stock_call_soon == nullptr || h.stock_add_callback == nullptr || h.s_ready == nullptr ||
+  if (h.stock_run == nullptr || h.stock_call_soon == nullptr || h.stock_add_callback == nullptr ||
+      h.stock_run_forever == nullptr || h.s_ready == nullptr ||
       h.s_scheduled == nullptr || h.s_append == nullptr) {
     return nullptr;
   }
@@ -352,10 +382,11 @@ PyObject* InstallAsyncioHook(PyObject* /*module*/, PyObject* const* args, Py_ssi
   h.timer_type = timer_type;
   h.loop_type = args[2];
   h.format_callback_source = args[3];
+  h.format_takes_debug = PyObject_IsTrue(args[4]) > 0;
   h.installed = true;
   g_hook = h;
   if (!SetMethod(handle_type, &g_handle_run_def) || !SetMethod(loop_type, &g_call_soon_def) ||
-      !SetMethod(loop_type, &g_add_callback_def)) {
+      !SetMethod(loop_type, &g_add_callback_def) || !SetMethod(loop_type, &g_run_forever_def)) {
     UninstallAsyncioHook(nullptr, nullptr);
     return nullptr;
   }
@@ -368,6 +399,7 @@ PyObject* UninstallAsyncioHook(PyObject* /*module*/, PyObject* /*unused*/) {
   PyObject_SetAttrString(reinterpret_cast<PyObject*>(g_hook.handle_type), "_run", g_hook.stock_run);
   PyObject_SetAttrString(g_hook.loop_type, "_call_soon", g_hook.stock_call_soon);
   PyObject_SetAttrString(g_hook.loop_type, "_add_callback", g_hook.stock_add_callback);
+  PyObject_SetAttrString(g_hook.loop_type, "run_forever", g_hook.stock_run_forever);
   g_hook.installed = false;
   if (PyErr_Occurred()) return nullptr;
   Py_RETURN_TRUE;

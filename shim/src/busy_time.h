@@ -5,13 +5,18 @@
 //   asyncio: the loop's selector.select is replaced (per loop instance) by a C wrapper that adds the
 //            time from each poll's return to the next poll's start.
 //   uvloop:  libuv's own idle-time metric (uv_metrics_idle_time, enabled with uv_loop_configure);
-//            busy = wall time - idle time, refreshed at most every 10 ms from the sample path.
+//            busy = wall time - idle time, refreshed at most every 10 ms from the sample path. The
+//            uv_loop_t is found without knowing uvloop's C layout: the word of the Loop object that
+//            points to a uv_loop_t whose `data` is the Loop (uvloop sets it; read without faulting),
+//            confirmed by uv_now() == loop.time(). Works for Debian's 0.17 (libuv.so.1) and PyPI's
+//            wheels (libuv linked into uvloop.loop, symbols exported).
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <cstdint>
+#include <string>
 
 namespace loopwatch::shim {
 
@@ -20,6 +25,7 @@ class LoopState;
 struct BusyState {
   bool probe_tried = false;
   bool available = false;
+  std::string detail = "not probed yet";  // for status(): how busy time is measured, or why it is off
   uint64_t busy_ticks = 0;
   uint64_t last_poll_return = 0;  // asyncio: ticks when select() last returned
   void* uv_loop = nullptr;        // uvloop: the uv_loop_t the Loop object owns
@@ -32,7 +38,7 @@ struct BusyState {
 // probe stays off and status() says busy time is unavailable.
 void InstallAsyncioBusyProbe(LoopState* state, PyObject* loop);
 void InstallUvloopBusyProbe(LoopState* state, PyObject* loop);
-void SetUvloopLayoutChecked(bool checked);  // Python side: True only for uvloop versions we verified
+void SetUvloopLibrary(std::string path);  // Python side, at install: the file of the uvloop.loop module
 void UpdateUvloopBusy(LoopState* state, uint64_t now_ticks);
 
 }  // namespace loopwatch::shim

@@ -5,11 +5,10 @@
 // that happens to share the code object.
 #include "callback_key.h"  // Python.h first
 
-#include <structmember.h>
-
 #include <cstring>
 
 #include "protocol_hook.h"
+#include "py_compat.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -18,31 +17,55 @@ PyTypeObject* g_step_wrapper_type = nullptr;  // _asyncio's TaskStepMethWrapper,
 getter g_step_wrapper_self = nullptr;         // TaskStepMethWrapper.__self__ -> the task
 getter g_task_coro = nullptr;                 // _asyncio.Task._coro -> the coroutine
 PyTypeObject* g_task_type = nullptr;          // _asyncio.Task: its bound task_wakeup resumes a step
-Py_ssize_t g_coro_code_offset = -1;           // coroutine.cr_code (a member: read in place)
-Py_ssize_t g_gen_code_offset = -1;            // generator.gi_code (generator-based coroutines)
+
+// coroutine.cr_code / generator.gi_code: a member read in place up to 3.11; from 3.12 on the code
+// lives in the frame and the attribute is a getset (a C call, no Python code).
+struct CodeAttribute {
+  Py_ssize_t offset = -1;
+  getter get = nullptr;
+
+  void Init(PyTypeObject* type, const char* name) {
+    offset = ObjectMemberOffset(type, name);
+    if (offset < 0) get = GetsetGetter(type, name);
+  }
+  // Borrowed, nullptr if unknown. The getter's new reference is dropped at once: the generator's
+  // frame holds the code object for as long as the generator lives.
+  PyObject* Of(PyObject* object) const {
+    if (offset >= 0) return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(object) + offset);
+    if (get == nullptr) return nullptr;
+    PyObject* code = get(object, nullptr);
+    if (code == nullptr) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    Py_DECREF(code);
+    return code;
+  }
+};
+CodeAttribute g_coro_code;  // coroutine.cr_code
+CodeAttribute g_gen_code;   // generator.gi_code (generator-based coroutines)
 bool g_initialized = false;
 PyTypeObject* g_partial_type = nullptr;
 
 constexpr uintptr_t kTaskStepTag = 1;
 
-getter GetterOf(PyTypeObject* type, const char* name) {
-  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);  // borrowed
-  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyGetSetDescr_Type)) return nullptr;
-  return reinterpret_cast<PyGetSetDescrObject*>(descr)->d_getset->get;
-}
-
-Py_ssize_t MemberOffset(PyTypeObject* type, const char* name) {
-  PyObject* descr = PyDict_GetItemString(type->tp_dict, name);  // borrowed
-  if (descr == nullptr || !PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
-  PyMemberDef* member = reinterpret_cast<PyMemberDescrObject*>(descr)->d_member;
-  return member->type == T_OBJECT || member->type == T_OBJECT_EX ? member->offset : -1;
-}
-
-PyObject* MemberAt(PyObject* object, Py_ssize_t offset) {  // borrowed, may be nullptr
-  return offset < 0 ? nullptr : *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(object) + offset);
+// "TaskStepMethWrapper" up to 3.11, "_asyncio.TaskStepMethWrapper" from 3.12 on.
+bool IsStepWrapperTypeName(const char* name) {
+  const char* dot = std::strrchr(name, '.');
+  return std::strcmp(dot != nullptr ? dot + 1 : name, "TaskStepMethWrapper") == 0;
 }
 
 CallbackKey Borrowed(uintptr_t key, PyObject* owner) { return {key, owner}; }
+
+// The key of the steps of a task running `coro` (borrowed): its code object, tagged.
+CallbackKey CoroutineStepKey(PyObject* coro) {
+  PyObject* code = PyCoro_CheckExact(coro)  ? g_coro_code.Of(coro)
+                   : PyGen_CheckExact(coro) ? g_gen_code.Of(coro)
+                                            : nullptr;
+  // A foreign awaitable (e.g. a Cython coroutine): name the step after the awaitable's type.
+  PyObject* owner = code != nullptr ? code : reinterpret_cast<PyObject*>(Py_TYPE(coro));
+  return Borrowed(reinterpret_cast<uintptr_t>(owner) | kTaskStepTag, owner);
+}
 
 // `task` is borrowed; `fallback` names the step when the task's coroutine cannot be read. The
 // coroutine's code object stays alive after we drop our reference to the coroutine: the task holds it.
@@ -53,13 +76,9 @@ CallbackKey TaskStepKey(PyObject* task, PyObject* fallback) {
     PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(fallback));
     return Borrowed(reinterpret_cast<uintptr_t>(type) | kTaskStepTag, type);
   }
-  PyObject* code = PyCoro_CheckExact(coro) ? MemberAt(coro, g_coro_code_offset)
-                   : PyGen_CheckExact(coro) ? MemberAt(coro, g_gen_code_offset)
-                                            : nullptr;
-  // A foreign awaitable (e.g. a Cython coroutine): name the step after the awaitable's type.
-  PyObject* owner = code != nullptr ? code : reinterpret_cast<PyObject*>(Py_TYPE(coro));
+  CallbackKey k = CoroutineStepKey(coro);
   Py_DECREF(coro);
-  return Borrowed(reinterpret_cast<uintptr_t>(owner) | kTaskStepTag, owner);
+  return k;
 }
 
 CallbackKey StepWrapperKey(PyObject* wrapper) {
@@ -74,8 +93,8 @@ CallbackKey StepWrapperKey(PyObject* wrapper) {
 
 bool InitCallbackKeys() {
   if (g_initialized) return true;
-  g_coro_code_offset = MemberOffset(&PyCoro_Type, "cr_code");
-  g_gen_code_offset = MemberOffset(&PyGen_Type, "gi_code");
+  g_coro_code.Init(&PyCoro_Type, "cr_code");
+  g_gen_code.Init(&PyGen_Type, "gi_code");
   PyObject* asyncio_c = PyImport_ImportModule("_asyncio");
   if (asyncio_c == nullptr) return false;
   PyObject* task_type = PyObject_GetAttrString(asyncio_c, "Task");
@@ -83,7 +102,7 @@ bool InitCallbackKeys() {
   if (task_type == nullptr) return false;
   if (PyType_Check(task_type)) {
     g_task_type = reinterpret_cast<PyTypeObject*>(task_type);  // kept for the process's life
-    g_task_coro = GetterOf(g_task_type, "_coro");
+    g_task_coro = GetsetGetter(g_task_type, "_coro");
   } else {
     Py_DECREF(task_type);
   }
@@ -98,7 +117,7 @@ bool InitCallbackKeys() {
 }
 
 CallbackKey KeyOf(PyObject* callback) {
-  if (PyObject* target = ProtocolMethodTarget(callback)) callback = target;  // named as what it wraps
+  if (PyObject* target = TimedMethodTarget(callback)) callback = target;  // named as what it times
   PyTypeObject* type = Py_TYPE(callback);
   if (type == g_step_wrapper_type) return StepWrapperKey(callback);
   if (PyFunction_Check(callback)) return Borrowed(reinterpret_cast<uintptr_t>(PyFunction_GET_CODE(callback)), PyFunction_GET_CODE(callback));
@@ -114,12 +133,16 @@ CallbackKey KeyOf(PyObject* callback) {
     // The method table entry is static for the module's life: no owner needed.
     return {reinterpret_cast<uintptr_t>(reinterpret_cast<PyCFunctionObject*>(callback)->m_ml), nullptr};
   }
-  if (g_step_wrapper_type == nullptr && std::strcmp(type->tp_name, "TaskStepMethWrapper") == 0) {
+  if (g_step_wrapper_type == nullptr && IsStepWrapperTypeName(type->tp_name)) {
     g_step_wrapper_type = type;
     Py_INCREF(type);
-    g_step_wrapper_self = GetterOf(type, "__self__");
+    g_step_wrapper_self = GetsetGetter(type, "__self__");
     return StepWrapperKey(callback);
   }
+  // Not callbacks, but named like their task's steps: what eager_tasks.cpp times (a task's first
+  // step, run inside create_task) is keyed by the coroutine, or by the task it became.
+  if (PyCoro_CheckExact(callback) || PyGen_CheckExact(callback)) return CoroutineStepKey(callback);
+  if (g_task_type != nullptr && PyObject_TypeCheck(callback, g_task_type)) return TaskStepKey(callback, callback);
   if (type == g_partial_type) {
     PyObject* func = PyObject_GetAttrString(callback, "func");
     if (func != nullptr) {

@@ -1,6 +1,7 @@
 // What identifies a callback for naming. The hot path hashes one pointer: the code object of a
 // function, method or Task's coroutine, the C method table entry of a builtin, or the type of any
-// other callable. Computing the key never calls Python code and never raises.
+// other callable. A coroutine or a Task (what an eager task's first step is named by) has the key of
+// the task's steps. Computing the key never calls Python code and never raises.
 #pragma once
 
 #define PY_SSIZE_T_CLEAN

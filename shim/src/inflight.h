@@ -1,8 +1,9 @@
 // The two per-callback touches of stall forensics (protocol v1.2, stall_report.h), kept in one place
 // so every hook (asyncio Handle._run, the uvloop trampoline, protocol wrappers) does exactly the same:
 //
-//   Paused(header)             one relaxed load of the agent's control word: while any pause bit is
-//                              set the hook records nothing for the callback (no sample, no in-flight).
+//   NeedsAttention(header)     one relaxed load of the control word: a pause bit (the hook then
+//                              records nothing for the callback: no sample, no in-flight) or the
+//                              shim's own one-off work (LoopState::RecordingRing handles both).
 //   BeginInflight / EndInflight  the in-flight slot: name (relaxed) then start (release) before the
 //                              call, start = 0 (release) after it. The agent reads it with ReadInflight.
 //
@@ -19,6 +20,10 @@ namespace loopwatch::shim {
 
 // Loop thread, once per callback. Relaxed: nothing is published through the control word; a change
 // takes effect from the next callback that loads it.
+inline bool NeedsAttention(const protocol::RingHeader* header) {
+  return (header->control.load(std::memory_order_relaxed) & protocol::kControlAttentionMask) != 0;
+}
+
 inline bool Paused(const protocol::RingHeader* header) {
   return (header->control.load(std::memory_order_relaxed) & protocol::kControlPausedMask) != 0;
 }

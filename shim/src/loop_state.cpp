@@ -98,8 +98,9 @@ RingFile* LoopState::OpenRing() {
   // Nothing can be recorded yet (this is the loop thread, before its first sample): a paused
   // process's new ring is paused before it records anything. fetch_or keeps the agent's bits.
   if (r.paused_by_app) ring_->header()->control.fetch_or(protocol::kControlPausedByApp, std::memory_order_relaxed);
+  loop_thread_ident_ = PyThread_get_thread_ident();
   if (r.watchdogs_enabled) {
-    watchdog_ = Watchdog::Start(ring_->header(), PyThread_get_thread_ident(), &watchdog_error_);
+    watchdog_ = Watchdog::Start(ring_->header(), loop_thread_ident_, &watchdog_error_);
   } else {
     watchdog_error_ = "the interpreter is exiting";
   }
@@ -148,6 +149,7 @@ void LoopState::AbandonAfterFork() {
     watchdog_->Abandon();
     watchdog_ = nullptr;
   }
+  watchdog_suspended_ = false;  // the parent's watchdog is the parent's to restart
   watchdog_error_.clear();
   if (ring_ != nullptr) {
     ring_->AbandonAfterFork();
@@ -165,6 +167,40 @@ void LoopState::AbandonAfterFork() {
   // key_owners_ keep their references: dropping them here would run Python code inside fork.
 }
 
+void LoopState::SuspendWatchdogForFork() {
+  if (watchdog_ == nullptr || closed_) return;
+  Watchdog* watchdog = watchdog_;
+  watchdog_ = nullptr;  // first: Stop may release the GIL, and Close must then find no thread to stop
+  watchdog->Stop();
+  watchdog_answered_ = watchdog->answered();
+  delete watchdog;
+  watchdog_suspended_ = true;
+}
+
+void LoopState::ScheduleWatchdogRestart() {
+  // The ring may have been closed while Suspend released the GIL: then there is nothing to watch.
+  if (!watchdog_suspended_ || ring_ == nullptr || closed_) return;
+  // Read-modify-write: the agent changes its own bits of the same word concurrently.
+  ring_->header()->control.fetch_or(protocol::kControlShimWork, std::memory_order_relaxed);
+}
+
+void LoopState::RestartSuspendedWatchdog() {
+  if (!watchdog_suspended_) return;
+  watchdog_suspended_ = false;
+  if (ring_ == nullptr || closed_ || !TheRegistry().watchdogs_enabled) return;
+  watchdog_error_.clear();
+  watchdog_ = Watchdog::Start(ring_->header(), loop_thread_ident_, &watchdog_error_, watchdog_answered_);
+}
+
+RingFile* LoopState::RecordingRingSlow(RingFile* ring) {
+  protocol::RingHeader* header = ring->header();
+  if ((header->control.load(std::memory_order_relaxed) & protocol::kControlShimWork) != 0) {
+    header->control.fetch_and(~protocol::kControlShimWork, std::memory_order_relaxed);
+    RestartSuspendedWatchdog();
+  }
+  return Paused(header) ? nullptr : ring;
+}
+
 void LoopState::SetPausedByApp(bool paused) {
   if (ring_ == nullptr) return;
   // Read-modify-write: the agent changes its own bits of the same word concurrently.
@@ -180,12 +216,16 @@ PyObject* LoopState::StatusDict() const {
   const protocol::RingHeader* h = ring_ != nullptr ? ring_->header() : nullptr;
   // Relaxed: a snapshot for humans and tests.
   const uint32_t control = h != nullptr ? h->control.load(std::memory_order_relaxed) : 0;
-  const std::string watchdog = watchdog_ != nullptr ? "running" : watchdog_error_.empty() ? "off" : "off: " + watchdog_error_;
-  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L,s:O,s:O,s:O,s:O,s:s,s:K}", "loop_id", loop_id_, "kind",
+  const std::string watchdog = watchdog_ != nullptr      ? "running"
+                               : watchdog_suspended_   ? "stopped for a fork: starts again with the loop's next callback"
+                               : watchdog_error_.empty() ? "off"
+                                                         : "off: " + watchdog_error_;
+  return Py_BuildValue("{s:I,s:s,s:s,s:s,s:s,s:K,s:K,s:L,s:O,s:s,s:O,s:O,s:O,s:s,s:K}", "loop_id", loop_id_, "kind",
                        kind_ == protocol::LoopKind::kUvloop ? "uvloop" : "asyncio", "state", state, "file", path_.c_str(),
                        "error", error_.c_str(), "samples_written", static_cast<unsigned long long>(samples_written_),
                        "dropped", static_cast<unsigned long long>(h != nullptr ? h->dropped.load(std::memory_order_relaxed) : 0),
                        "pending", static_cast<long long>(pending), "busy_time", busy.available ? Py_True : Py_False,
+                       "busy_time_detail", busy.detail.c_str(),
                        "agent_attached", (control & protocol::kControlValid) != 0 ? Py_True : Py_False, "paused_by_agent",
                        (control & protocol::kControlPaused) != 0 ? Py_True : Py_False, "paused_by_app",
                        (control & protocol::kControlPausedByApp) != 0 ? Py_True : Py_False, "watchdog", watchdog.c_str(),
@@ -219,16 +259,39 @@ LoopState* FindStateForLoop(PyObject* loop) {
   return it == by_loop.end() ? nullptr : it->second;
 }
 
-void CloseAllRings() {
-  // Close may release the GIL (watchdog.h): iterate over a retained copy, not the live map.
+namespace {
+// Calls `act` on every tracked state, over a retained copy: `act` may release the GIL.
+template <typename Act>
+void ForEachState(Act act) {
   std::vector<LoopState*> states;
   states.reserve(TheRegistry().by_loop.size());
   for (auto& [loop, state] : TheRegistry().by_loop) {
     state->Retain();
     states.push_back(state);
   }
-  for (LoopState* state : states) state->Close();
+  for (LoopState* state : states) act(state);
   for (LoopState* state : states) state->Release();
+}
+}  // namespace
+
+void SuspendWatchdogsForFork() {
+  ForEachState([](LoopState* state) { state->SuspendWatchdogForFork(); });
+}
+
+void ResumeWatchdogsAfterFork() {
+#if PY_VERSION_HEX >= 0x030D0000
+  // Not now: CPython 3.13+ counts the process's threads for its fork() warning after the after-fork
+  // hooks ran, and nothing runs between that count and os.fork()'s return. Each loop's next callback
+  // starts its watchdog again (kControlShimWork).
+  for (auto& [loop, state] : TheRegistry().by_loop) state->ScheduleWatchdogRestart();  // never releases the GIL
+#else
+  // 3.12 warns before the after-fork hooks run; 3.10 and 3.11 do not warn: start them again now.
+  ForEachState([](LoopState* state) { state->RestartSuspendedWatchdog(); });
+#endif
+}
+
+void CloseAllRings() {
+  ForEachState([](LoopState* state) { state->Close(); });
   ++g_registry_generation;
 }
 

@@ -58,8 +58,11 @@ class LoopState {
   // none or recording is paused (by the agent or the app: one relaxed load of the control word).
   RingFile* RecordingRing() {
     RingFile* ring = Ring();
-    return ring != nullptr && !Paused(ring->header()) ? ring : nullptr;
+    if (ring == nullptr) return nullptr;
+    return NeedsAttention(ring->header()) ? RecordingRingSlow(ring) : ring;
   }
+  // The same for a ring the caller already holds (Ring() returned it).
+  bool Recording(RingFile* ring) { return !NeedsAttention(ring->header()) || RecordingRingSlow(ring) != nullptr; }
 
   // Loop thread. Name id of a callback: a direct-mapped cache probe, then a hash lookup of its key,
   // and the namer on the first sight only.
@@ -93,6 +96,11 @@ class LoopState {
   // be waiting for the GIL), then the ring is closed for the agent to drain and remove.
   void Close();
   void AbandonAfterFork();  // in a fork child: the parent's ring and watchdog thread are not ours
+  // GIL held, around os.fork() in the parent (os.register_at_fork): the watchdog thread is stopped
+  // before (Stop may release the GIL) and started again after (ResumeWatchdogsAfterFork).
+  void SuspendWatchdogForFork();
+  void ScheduleWatchdogRestart();   // marks the ring so that the loop's next callback restarts it
+  void RestartSuspendedWatchdog();  // any thread; no-op unless suspended
   void SetPausedByApp(bool paused);  // sets or clears kControlPausedByApp in the ring's control word
 
   uint32_t loop_id() const { return loop_id_; }
@@ -108,10 +116,16 @@ class LoopState {
   // (Never the loop's __dict__: materializing it would slow every attribute access asyncio makes.)
   PyObject* ready_queue = nullptr;
   PyObject* scheduled_heap = nullptr;
+  // After run_forever: the loop is not running, so nothing reads them until the next run refetches.
+  void ReleaseLoopCaches() {
+    Py_CLEAR(ready_queue);
+    Py_CLEAR(scheduled_heap);
+  }
   BusyState busy;  // loop thread only
 
  private:
   RingFile* OpenRing();
+  RingFile* RecordingRingSlow(RingFile* ring);  // a pause bit or kControlShimWork is set
   uint32_t NameIdSlow(PyObject* callback, const CallbackKey& key);
 
   static constexpr unsigned kRecentNameBits = 6;
@@ -127,6 +141,9 @@ class LoopState {
   RingFile* ring_ = nullptr;
   Watchdog* watchdog_ = nullptr;  // the ring's stall-capture thread; nullptr if none (see watchdog.h)
   std::string watchdog_error_;    // why there is none
+  unsigned long loop_thread_ident_ = 0;  // PyThread_get_thread_ident() of the thread that made the ring
+  bool watchdog_suspended_ = false;      // stopped for a fork in progress
+  uint32_t watchdog_answered_ = 0;       // the last request the suspended watchdog answered
   bool ring_failed_ = false;
   bool closed_ = false;
   std::string error_;
@@ -174,6 +191,11 @@ void SetProcessPaused(bool paused);
 bool ProcessPaused();
 LoopState* FindStateForLoop(PyObject* loop);  // borrowed loop; nullptr if never seen
 void InstallForkHandler();
+// os.register_at_fork(before=..., after_in_parent=...): every watchdog thread is stopped before the
+// parent forks, and started again after: at once up to CPython 3.12, with each loop's next callback
+// from 3.13 on (GIL held; the first may release it).
+void SuspendWatchdogsForFork();
+void ResumeWatchdogsAfterFork();
 bool AnyRecordingFailed(std::string* first_error);
 
 }  // namespace loopwatch::shim

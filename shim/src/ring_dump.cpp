@@ -10,6 +10,7 @@
 
 #include "loopwatch/header_check.h"
 #include "loopwatch/name_table.h"
+#include "portable_symbols.h"
 
 namespace loopwatch::shim {
 namespace {
@@ -22,7 +23,7 @@ class ReadOnlyMapping {
     fd_ = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd_ < 0) return;
     struct stat st {};
-    if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) return;
+    if (FileStatus(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) return;
     size_ = static_cast<uint64_t>(st.st_size);
     void* base = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (base != MAP_FAILED) base_ = base;

@@ -8,6 +8,7 @@
 #include "busy_time.h"
 #include "callback_key.h"
 #include "callback_limit.h"
+#include "eager_tasks.h"
 #include "loop_state.h"
 #include "protocol_hook.h"
 #include "ring_dump.h"
@@ -56,8 +57,14 @@ PyObject* ClockInfo(PyObject* /*module*/, PyObject* /*unused*/) {
                        c.ns_per_tick);
 }
 
-PyObject* SetUvloopLayout(PyObject* /*module*/, PyObject* checked) {
-  SetUvloopLayoutChecked(PyObject_IsTrue(checked) > 0);
+PyObject* SetUvloopLibraryPath(PyObject* /*module*/, PyObject* path) {
+  if (!PyUnicode_Check(path)) {
+    PyErr_SetString(PyExc_TypeError, "set_uvloop_library(path: str)");
+    return nullptr;
+  }
+  const char* utf8 = PyUnicode_AsUTF8(path);
+  if (utf8 == nullptr) return nullptr;
+  SetUvloopLibrary(utf8);
   Py_RETURN_NONE;
 }
 
@@ -76,6 +83,16 @@ PyObject* CloseAll(PyObject* /*module*/, PyObject* /*unused*/) {
 
 PyObject* Shutdown(PyObject* /*module*/, PyObject* /*unused*/) {
   ShutdownRings();
+  Py_RETURN_NONE;
+}
+
+PyObject* BeforeFork(PyObject* /*module*/, PyObject* /*unused*/) {
+  SuspendWatchdogsForFork();
+  Py_RETURN_NONE;
+}
+
+PyObject* AfterForkInParent(PyObject* /*module*/, PyObject* /*unused*/) {
+  ResumeWatchdogsAfterFork();
   Py_RETURN_NONE;
 }
 
@@ -99,19 +116,24 @@ PyMethodDef g_module_methods[] = {
     {"configure", LW_FASTCALL(Configure), METH_VARARGS | METH_KEYWORDS,
      "configure(dir, service, namer, ring_capacity=131072): where and how new rings are created; service is a str or a callable"},
     {"install_asyncio", LW_FASTCALL(InstallAsyncioHook), METH_FASTCALL,
-     "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source) -> bool (False: already)"},
+     "install_asyncio(Handle, TimerHandle, BaseEventLoop, format_callback_source, format_takes_debug) -> bool (False: already)"},
     {"uninstall_asyncio", UninstallAsyncioHook, METH_NOARGS, "put asyncio's stock methods back"},
     {"install_uvloop", InstallUvloopHook, METH_O, "install_uvloop(uvloop.Loop) -> bool (False: already)"},
     {"uninstall_uvloop", UninstallUvloopHook, METH_NOARGS, "put uvloop's own methods back"},
     {"clock", ClockInfo, METH_NOARGS, "the per-callback clock: {kind, ns_per_tick}"},
-    {"set_uvloop_layout_checked", SetUvloopLayout, METH_O,
-     "True only for uvloop versions whose Loop layout loopwatch verified (busy time via libuv)"},
+    {"set_uvloop_library", SetUvloopLibraryPath, METH_O,
+     "set_uvloop_library(path): the uvloop.loop extension file, where busy time finds libuv"},
+    {"time_eager_factory", TimeEagerFactory, METH_O,
+     "time_eager_factory(factory) -> a task factory that calls it and times the eager first step it runs"},
     {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
-    {"instrument_protocol", LW_FASTCALL(InstrumentProtocol), METH_FASTCALL,
-     "instrument_protocol(protocol, loop, is_uvloop) -> methods wrapped (0: instance takes no attributes)"},
+    {"instrument_protocol", InstrumentProtocol, METH_O,
+     "instrument_protocol(protocol) -> (callbacks timed on it, callbacks not timed, its class patched now)"},
     {"loop_status", LoopStatus, METH_O, "loop_status(loop) -> the dict loops() has for it, or None"},
     {"close_all", CloseAll, METH_NOARGS, "close every ring (at exit); loops keep running unrecorded"},
     {"shutdown", Shutdown, METH_NOARGS, "at exit: no new watchdog threads, then close_all() (joins every watchdog)"},
+    {"before_fork", BeforeFork, METH_NOARGS, "os.register_at_fork(before=): stop every watchdog thread"},
+    {"after_fork_in_parent", AfterForkInParent, METH_NOARGS,
+     "os.register_at_fork(after_in_parent=): start the watchdog threads stopped by before_fork again"},
     {"set_paused", SetPaused, METH_O, "set_paused(bool): pause or resume recording on every ring of the process"},
     {"paused", IsPaused, METH_NOARGS, "paused() -> bool: whether the application paused recording"},
     {"first_error", FirstError, METH_NOARGS, "why recording was disabled, or None"},
@@ -141,6 +163,14 @@ PyMODINIT_FUNC PyInit__shim() {
   if (PyModule_AddIntConstant(module, "LAYOUT_VERSION_MAJOR", loopwatch::protocol::kVersionMajor) != 0 ||
       PyModule_AddIntConstant(module, "LAYOUT_VERSION_MINOR", loopwatch::protocol::kVersionMinor) != 0 ||
       PyModule_AddIntConstant(module, "DEFAULT_RING_CAPACITY", loopwatch::protocol::kDefaultGeometry.ring_capacity) != 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  PyTypeObject* timed_method = ReadyTimedMethodType();
+  PyTypeObject* eager_factory = ReadyEagerFactoryType();
+  if (timed_method == nullptr || eager_factory == nullptr ||
+      PyModule_AddObjectRef(module, "TimedMethod", reinterpret_cast<PyObject*>(timed_method)) != 0 ||
+      PyModule_AddObjectRef(module, "EagerFactory", reinterpret_cast<PyObject*>(eager_factory)) != 0) {
     Py_DECREF(module);
     return nullptr;
   }

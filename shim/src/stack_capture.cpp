@@ -3,6 +3,8 @@
 
 #include <frameobject.h>
 
+#include "py_compat.h"
+
 namespace loopwatch::shim {
 namespace {
 
@@ -43,7 +45,7 @@ bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std:
     auto* frame = reinterpret_cast<PyFrameObject*>(Py_NewRef(top));
     while (frame != nullptr && frames->size() < max_frames) {
       PyCodeObject* code = PyFrame_GetCode(frame);  // new reference
-      frames->push_back({Utf8(code->co_filename), PyFrame_GetLineNumber(frame), Utf8(code->co_qualname)});
+      frames->push_back({Utf8(code->co_filename), PyFrame_GetLineNumber(frame), Utf8(CodeQualname(code))});
       Py_DECREF(code);
       PyFrameObject* back = PyFrame_GetBack(frame);  // new reference; nullptr at the outermost frame
       Py_DECREF(frame);

@@ -87,6 +87,7 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
   RingFile* ring = state != nullptr ? state->RecordingRing() : nullptr;  // nullptr while paused
   if (ring == nullptr) return PyObject_Vectorcall(t->callback, args, nargsf, kwnames);
   TimedCallback timed;
+  timed.state = state;
   Sample& sample = timed.sample;
   sample.name_id = state->NameId(t->callback);
   sample.handles_kind = Sample::PackHandlesKind(static_cast<uint32_t>(state->pending < 0 ? 0 : state->pending), t->kind);
@@ -102,7 +103,7 @@ PyObject* TrampolineCall(PyObject* self, PyObject* const* args, size_t nargsf, P
     sample.start_ticks = NowTicks();
     timed.inflight = BeginInflight(ring->header(), sample.name_id, sample.start_ticks);
     result = PyObject_Vectorcall(callback, args, nargsf, kwnames);
-    sample.duration_ticks = NowTicks() - sample.start_ticks;
+    sample.duration_ticks = NowTicks() - sample.start_ticks - timed.nested_ticks;
   }
   Py_DECREF(callback);
   sample.lag_ticks = due == 0 ? protocol::kLagUnknown : sample.start_ticks > due ? sample.start_ticks - due : 0;
@@ -250,6 +251,10 @@ PyMethodDef g_methods[] = {
 }  // namespace
 
 bool InitUvloopHook() { return PyType_Ready(&g_trampoline_type) == 0; }
+
+bool IsUvloopLoop(PyObject* loop) {
+  return g_uv.loop_type != nullptr && PyObject_TypeCheck(loop, reinterpret_cast<PyTypeObject*>(g_uv.loop_type));
+}
 
 PyObject* InstallUvloopHook(PyObject* /*module*/, PyObject* loop_type) {
   if (!PyType_Check(loop_type)) {

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "loopwatch/futex.h"
 #include "loopwatch/stall_report.h"
+#include "py_compat.h"
 #include "report_json.h"
 #include "stack_capture.h"
 #include "thread_state.h"
@@ -33,14 +34,16 @@ bool HoldsGil() {
 
 }  // namespace
 
-Watchdog::Watchdog(protocol::RingHeader* header, unsigned long python_thread_ident)
-    : header_(header),
+Watchdog::Watchdog(protocol::RingHeader* header, unsigned long python_thread_ident, uint32_t answered)
+    : answered_(answered),
+      header_(header),
       region_(reinterpret_cast<unsigned char*>(header) + header->report_offset),
       region_capacity_(header->report_capacity),
       loop_tid_(header->loop_thread_id),
       python_ident_(python_thread_ident) {}
 
-Watchdog* Watchdog::Start(protocol::RingHeader* header, unsigned long python_thread_ident, std::string* error) {
+Watchdog* Watchdog::Start(protocol::RingHeader* header, unsigned long python_thread_ident, std::string* error,
+                          uint32_t answered) {
   // Our own header, written by RingFile::Create from the geometry: checked anyway, since the thread
   // would write this region for the life of the ring.
   if (header->report_capacity < protocol::kMinReportCapacity || header->report_offset < sizeof(protocol::RingHeader) ||
@@ -48,7 +51,7 @@ Watchdog* Watchdog::Start(protocol::RingHeader* header, unsigned long python_thr
     *error = "the ring has no usable report region";
     return nullptr;
   }
-  auto* watchdog = new Watchdog(header, python_thread_ident);
+  auto* watchdog = new Watchdog(header, python_thread_ident, answered);
   // The thread blocks every signal (it inherits the mask): signals stay with the application's
   // threads, and its futex sleep is never interrupted.
   sigset_t all;
@@ -82,17 +85,16 @@ void Watchdog::Run() {
       protocol::FutexWakeAll(exited);
     }
   } exit_signal{&exited_};
-  uint32_t answered = 0;  // the request value answered last; the agent's first request is 1
   while (!stop_.load(std::memory_order_seq_cst)) {
     // Pairs with the agent's release store of a new request.
     const uint32_t request = header_->capture_request.load(std::memory_order_acquire);
-    if (request == answered) {
-      // Sleeps while the word still holds `answered`: a request stored before this call makes it
+    if (request == answered_) {
+      // Sleeps while the word still holds `answered_`: a request stored before this call makes it
       // return at once. Spurious returns (and Stop's wakes) just go round the loop.
-      protocol::FutexWait(&header_->capture_request, answered);
+      protocol::FutexWait(&header_->capture_request, answered_);
       continue;
     }
-    answered = request;
+    answered_ = request;
     Answer(request);
   }
 }
@@ -120,7 +122,7 @@ void Watchdog::Answer(uint32_t request) {
   //    the flag here and never wait for a GIL that Stop's caller may hold.
   wants_gil_.store(true, std::memory_order_seq_cst);
   const char* skip = stop_.load(std::memory_order_seq_cst) ? "the loop's ring is closing"
-                     : _Py_IsFinalizing()                 ? "the interpreter is finalizing"
+                     : InterpreterFinalizing()            ? "the interpreter is finalizing"
                                                           : nullptr;
   std::vector<FrameInfo> frames;
   std::string error;

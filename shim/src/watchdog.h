@@ -12,7 +12,10 @@
 //     other). Only if the thread may be waiting for the GIL does Stop release the GIL while it waits.
 //   - It skips the GIL (a kFailed report) while the interpreter is finalizing. ShutdownRings() stops
 //     every watchdog from atexit, before finalization, so none is left waiting for the GIL at exit.
-//   - Fork: the thread does not exist in the child; Abandon() forgets it without touching it.
+//   - Fork: the thread does not exist in the child; Abandon() forgets it without touching it. Before
+//     os.fork() the parent stops its watchdogs and starts them again after it (LoopState): a process
+//     that forks has only the threads it would have without loopwatch (CPython 3.12+ warns when a
+//     multi-threaded process forks, and a thread copied mid-capture could leave a lock held).
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
@@ -32,7 +35,10 @@ class Watchdog {
   // Loop thread, GIL held, right after the ring was created (the header and report region stay
   // mapped until Stop returns). `python_thread_ident` is PyThread_get_thread_ident() of the loop
   // thread. Returns nullptr with `error` set if the region is unusable or no thread can be started.
-  static Watchdog* Start(protocol::RingHeader* header, unsigned long python_thread_ident, std::string* error);
+  // `answered`: the last request a previous watchdog of this ring answered (0: none), so a restarted
+  // watchdog does not answer it again.
+  static Watchdog* Start(protocol::RingHeader* header, unsigned long python_thread_ident, std::string* error,
+                         uint32_t answered = 0);
 
   // Only after Stop (a joinable std::thread would terminate the process); never after Abandon.
   ~Watchdog() = default;
@@ -46,13 +52,18 @@ class Watchdog {
   // In a fork child: the thread was not copied. Leaves the std::thread alone (joining or destroying
   // it would act on the parent's thread id); the caller leaks this object.
   void Abandon() {}
+  // After Stop: the last request this watchdog answered (for the next Start on the same ring).
+  uint32_t answered() const { return answered_; }
 
  private:
-  Watchdog(protocol::RingHeader* header, unsigned long python_thread_ident);
+  Watchdog(protocol::RingHeader* header, unsigned long python_thread_ident, uint32_t answered);
 
   void Run();
   void Answer(uint32_t request);
 
+  // The request value answered last (the agent's first request is 1). Written by the thread; read by
+  // others only after it was joined, which orders the accesses.
+  uint32_t answered_;
   protocol::RingHeader* const header_;
   unsigned char* const region_;  // the report region
   const uint32_t region_capacity_;

@@ -369,7 +369,10 @@ async def body():
 async def main():
     fut.set_result(None)
     t1 = asyncio.get_running_loop().create_task(body())
-    t2 = asyncio.get_running_loop().create_task(body(), context=ctx.copy())
+    if sys.version_info >= (3, 11):
+        t2 = asyncio.get_running_loop().create_task(body(), context=ctx.copy())
+    else:  # create_task(context=) is 3.11+; a task copies the context it is created in
+        t2 = ctx.copy().run(asyncio.get_running_loop().create_task, body())
     return [await t1, await t2]
 
 tasks = loop.run_until_complete(main())
@@ -396,7 +399,9 @@ def test_callbacks_run_in_their_context_as_stock(tmp_path, loop_kind):
     assert seen["copied when scheduled"] == "outer"
     assert seen["the next callback has its own copy"] == "changed after scheduling"
     assert ["outer after the loop", "changed after scheduling"] in stock["result"]["seen"]
-    assert len(stock["result"]["errors"]) == (2 if loop_kind == "asyncio" else 1)  # re-entered; the loop's context
+    # re-entered; on asyncio before 3.12 also the loop's context (from 3.12 on, call_exception_handler
+    # runs the handler in the handle's context, which is entered already: asyncio logs that instead)
+    assert len(stock["result"]["errors"]) == (2 if loop_kind == "asyncio" and sys.version_info < (3, 12) else 1)
     assert all(e["exception"][0] == "RuntimeError" for e in stock["result"]["errors"])
     assert shim["shim"]["ring"]["names"].count("__main__.show") >= 3
 
@@ -530,17 +535,26 @@ def attempts():
     errors["running"] = loop.is_running()
     return errors
 from_callback = []
+from_coroutine = []
 async def main():
     asyncio.get_running_loop().call_soon(lambda: from_callback.append(attempts()))
-    from_coroutine = attempts()
+    from_coroutine.append(attempts())
     await asyncio.sleep(0.01)
-    return from_coroutine
-from_coroutine = loop.run_until_complete(main())
-after = loop.run_until_complete(inner())
+# CPython 3.13.0: the refused run of another loop clears the running loop (its run_forever cleans up
+# a setup that raised), so the outer run then fails. Recorded, not raised: shim and stock must agree.
+try:
+    loop.run_until_complete(main())
+    outer = "returned"
+except Exception as exc:
+    outer = [type(exc).__name__, str(exc)]
+try:
+    after = loop.run_until_complete(inner())
+except Exception as exc:
+    after = [type(exc).__name__, str(exc)]
 rings = [ring(loop)]
 loop.close()
 other.close()
-emit({"from_coroutine": from_coroutine, "from_callback": from_callback, "after": after}, rings=rings)
+emit({"from_coroutine": from_coroutine[0], "from_callback": from_callback, "outer": outer, "after": after}, rings=rings)
 """
 
 
@@ -550,9 +564,74 @@ def test_nested_run_raises_as_stock(tmp_path, loop_kind):
     errors = stock["result"]["from_coroutine"]
     assert errors["run_until_complete"][0] == "RuntimeError"
     assert "event loop is already running" in errors["run_until_complete"][1]  # uvloop: "this ... running."
+    if sys.version_info[:3] == (3, 13, 0) and loop_kind == "asyncio":  # see the scenario
+        assert stock["result"]["outer"] != "returned"  # IndexError: the loop's state is broken
+        return
+    assert stock["result"]["outer"] == "returned"
     assert stock["result"]["from_callback"] == [errors]
     assert stock["result"]["after"] == "inner"
     assert shim["shim"]["rings"][0]["state"] == "recording"
+
+
+EAGER_TASKS = r"""
+import contextvars
+var = contextvars.ContextVar("var", default="unset")
+log = []
+async def finishes():
+    var.set("set in the eager step")
+    return ["finished eagerly", var.get()]
+async def suspends():
+    log.append(["first step", var.get()])
+    await asyncio.sleep(0)
+    log.append(["second step", var.get()])
+    return "resumed"
+async def raises():
+    raise ValueError("in the first step")
+async def sleeps():
+    await asyncio.sleep(10)
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)
+    out = []
+    tasks = []
+    for make in (finishes, suspends, raises, sleeps):
+        coro = make()
+        try:
+            task = loop.create_task(coro)
+        except Exception as exc:  # stock uvloop on 3.13.0 refuses eager_task_factory: recorded, not raised
+            coro.close()
+            out.append(["create_task raised", type(exc).__name__, str(exc)])
+            continue
+        out.append([make.__name__, task.done()])
+        tasks.append(task)
+    if tasks and not tasks[-1].done():
+        tasks[-1].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    loop.set_task_factory(asyncio.create_eager_task_factory(asyncio.Task))
+    try:
+        later = await loop.create_task(finishes())
+    except Exception as exc:
+        later = [type(exc).__name__, str(exc)]
+    return [out, [repr(r) for r in results], later, var.get(), log]
+loop = new_loop()
+result = loop.run_until_complete(main())
+emit(result, ring=ring(loop))
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are CPython 3.12+")
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_eager_tasks_behave_as_stock(tmp_path, loop_kind):
+    stock, shim = run_both(EAGER_TASKS, loop_kind, tmp_path)
+    assert shim["status"]["eager_tasks"] == "instrumented"
+    out = stock["result"][0]
+    if out[0][0] == "create_task raised":  # stock cannot: nothing more to compare
+        return
+    assert out == [["finishes", True], ["suspends", False], ["raises", True], ["sleeps", False]]
+    assert stock["result"][3] == "unset"  # each task ran in its own copy of the context
+    # The eager first steps were timed, named after their coroutines.
+    names = shim["shim"]["ring"]["names"]
+    assert any(name.startswith("Task.__step of finishes()") for name in names), names
 
 
 THREADED_LOOPS = r"""

@@ -245,14 +245,19 @@ def print_table() -> int:
     columns = ["python", "loop", "shim tests", *SERVERS, "e2e suite"]
     rows = []
     for env in interpreters():
+        if env.missing:  # one row: every cell would say the same
+            rows.append([env.name, "both", f"SKIP: {env.missing}", *([""] * (len(columns) - 3))])
+            continue
         for loop in LOOPS:
             rows.append([env.name, loop, _suite_cell(env, "python", loop),
                          *(_server_cell(env, s, loop) for s in SERVERS), _suite_cell(env, "e2e", loop)])
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    widths = [min(w, 44) for w in widths]
+    widths = [max(len(c), *(len(r[i]) for r in rows if not r[2].startswith("SKIP: ") or i != 2)) for i, c in enumerate(columns)]
+    widths = [min(w, 36) for w in widths]
 
     def line(cells: list[str]) -> str:
-        return "  ".join((c if len(c) <= w else c[: w - 1] + "~").ljust(w) for c, w in zip(cells, widths))
+        if cells[2].startswith("SKIP: ") and not any(cells[3:]):  # a missing interpreter: say it whole
+            return "  ".join(c.ljust(w) for c, w in zip(cells[:2], widths)) + "  " + cells[2]
+        return "  ".join((c if len(c) <= w else c[: w - 1] + "~").ljust(w) for c, w in zip(cells, widths)).rstrip()
 
     print("Runtime matrix (Python x loop x server; SKIP says why; '-' = not run in this configuration)")
     print(line(columns))

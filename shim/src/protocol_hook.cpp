@@ -15,6 +15,7 @@
 #include "protocol_hook.h"
 
 #include <cstring>
+#include <iterator>
 
 #include "clock.h"
 #include "current_sample.h"
@@ -158,9 +159,10 @@ PyObject* InstrumentProtocol(PyObject* /*module*/, PyObject* protocol) {
   const bool mutable_class = (type->tp_flags & Py_TPFLAGS_IMMUTABLETYPE) == 0;
   bool patched_now = false;
   long timed = 0, untimed = 0;
-  for (const char* name : kProtocolCallbacks) {
-    PyObject* key = PyUnicode_InternFromString(name);
-    if (key == nullptr) return nullptr;
+  static PyObject* keys[std::size(kProtocolCallbacks)] = {};  // interned once, kept for the process's life
+  for (std::size_t i = 0; i < std::size(kProtocolCallbacks); ++i) {
+    if (keys[i] == nullptr && (keys[i] = PyUnicode_InternFromString(kProtocolCallbacks[i])) == nullptr) return nullptr;
+    PyObject* key = keys[i];
     PyObject* raw = TypeLookupRaw(type, key);  // borrowed: the class attribute, unbound
     if (raw != nullptr && !Py_IS_TYPE(raw, &g_timed_method_type) && mutable_class && BindsLikeAFunction(raw)) {
       PyObject* method = NewWrapperOf(&g_timed_method_type, raw, nullptr, TimedMethodCall);
@@ -183,7 +185,6 @@ PyObject* InstrumentProtocol(PyObject* /*module*/, PyObject* protocol) {
         Py_DECREF(attr);
       }
     }
-    Py_DECREF(key);
   }
   return Py_BuildValue("(llO)", timed, untimed, patched_now ? Py_True : Py_False);
 }

@@ -39,7 +39,7 @@ class Server:
                 "sys.exit(', '.join(missing) if missing else 0)")
         result = subprocess.run([str(venv_python()), "-c", code, *modules], capture_output=True, text=True, timeout=60)
         missing = result.stderr.strip()
-        return f"{missing} not installed in {venv_python().parent.parent}" if result.returncode else None
+        return f"{missing} not installed" if result.returncode else None
 
 
 def _uvicorn(http: str) -> Callable[[Path, str, int], list[str]]:

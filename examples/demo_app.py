@@ -17,6 +17,11 @@ GET /spin?ms=100   busy-loops in pure Python for ms: CPU-bound work on the loop,
                    for everyone else, but the time is spent computing instead of sleeping.
 GET /fanout?n=100  creates n small tasks and gathers them: many short callbacks, a burst of ready
                    handles (loop_handles) and enqueue-to-run lag that grows with n.
+GET /orders/{order_id}?ms=300    calls examples.slow_helpers.load_order, which blocks in time.sleep:
+                   loopwatch_blocked_seconds_total names endpoint "GET /orders/{order_id}", handler
+                   examples.demo_app.get_order and the helper's line as the site, state "sleeping".
+GET /reports/{report_id}?ms=300  calls examples.slow_helpers.render_report, which spins in pure
+                   Python: the same names for its own route, state "running".
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import os
 import time
 
 from fastapi import FastAPI, Query
+
+from examples import slow_helpers
 
 app = FastAPI(title="loopwatch demo")
 
@@ -70,3 +77,13 @@ async def _tiny(i: int) -> int:
 async def fanout(n: int = Query(100, ge=0, le=100_000)) -> dict:
     results = await asyncio.gather(*(_tiny(i) for i in range(n)))
     return {"tasks": n, "sum": sum(results), "pid": os.getpid()}
+
+
+@app.get("/orders/{order_id}")
+async def get_order(order_id: str, ms: float = Query(300.0, ge=0, le=60_000)) -> dict:
+    return {**slow_helpers.load_order(order_id, ms), "pid": os.getpid()}
+
+
+@app.get("/reports/{report_id}")
+async def get_report(report_id: str, ms: float = Query(300.0, ge=0, le=60_000)) -> dict:
+    return {**slow_helpers.render_report(report_id, ms), "pid": os.getpid()}

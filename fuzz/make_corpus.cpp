@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "loopwatch/attribution.h"
 #include "loopwatch/header_writer.h"
 #include "loopwatch/layout.h"
 #include "loopwatch/name_table.h"
@@ -185,6 +186,28 @@ int main(int argc, char** argv) {
       h->report_capacity -= 4;
       ok &= Save(dir, "misaligned-report-offset", image);
     }
+  }
+  {  // v1.3: a slow callback being sampled: names, three attribution slots, the current attribution.
+    const RingGeometry geometry{
+        .ring_capacity = kMinRingCapacity, .names_capacity = 1024, .report_capacity = 1024, .attribution_capacity = 256};
+    Image image(geometry.file_size());
+    WriteRingHeader(image.bytes(), geometry, Identity("sampled"));
+    const uint32_t task = image.Names().Append("Task.__step of RequestResponseCycle.run_asgi() at uvicorn/x.py:1");
+    const uint32_t endpoint = image.Names().Append("GET /orders/{order_id}");
+    const uint32_t handler = image.Names().Append("app.routes.get_order");
+    const uint32_t site = image.Names().Append("app.db.load (app/db.py:42)");
+    PushSamples(image, 8, kFirstNameId, 1);
+    RingHeader* h = image.header();
+    AttributionTableWriter table(h, image.bytes() + h->attribution_offset, geometry.attribution_capacity);
+    table.Add(table.Append({endpoint, handler, site, 'S'}), 250'000'000);
+    table.Add(table.Append({endpoint, handler, site, 'R'}), 10'000'000);
+    table.Add(table.Append({0, 0, site, 'D'}), 1);
+    const uint64_t start = 999ULL * 3600 * 1000000000;
+    h->inflight_name_id.store(task, std::memory_order_relaxed);
+    h->inflight_start_ticks.store(start, std::memory_order_release);
+    WriteAttribution(*h, {.start_ticks = start, .endpoint = endpoint, .handler = handler, .site = site, .samples = 25,
+                          .state = 'S', .first_sample_mono_ns = start + 55'000'000});
+    ok &= Save(dir, "valid-attribution", image);
   }
   {  // Refused or retired files, one per reason, each one edit away from a valid one.
     Image image(kSmall.file_size());

@@ -1,9 +1,9 @@
 // Wiring of the agent's parts; see agent.h.
 #include "agent.h"
 
-#include "text_exposition.h"
+#include "expose/text_exposition.h"
 
-#include "status_json.h"
+#include "expose/status_json.h"
 #include "version.h"
 
 namespace loopwatch::agent {
@@ -34,6 +34,10 @@ uint64_t Agent::Drain(Clock::time_point now) {
   const uint64_t drained = drainer_.RunCycle(now);
   PublishStatus();
   return drained;
+}
+
+void Agent::Watch(Clock::time_point now) {
+  for (const auto& ring : rings_.rings()) ring->Watch(now);
 }
 
 std::string Agent::StatusJson() const { return RenderStatusJson(board_.Snapshot()); }

@@ -1,6 +1,6 @@
 // The agent without its event loop and web server: one object that owns the registry, the metric
-// families, the ring directory, the mapped rings and the status board, and offers the two periodic
-// jobs (Scan, Drain). main() drives it from Asio timers; tests drive it by calling the jobs directly.
+// families, the ring directory, the mapped rings and the status board, and offers the three periodic
+// jobs (Scan, Drain, Watch). main() drives it from Asio timers; tests drive it by calling the jobs directly.
 #pragma once
 
 #include <atomic>
@@ -14,21 +14,21 @@
 
 #include <prometheus/registry.h>
 
-#include "agent_metrics.h"
-#include "agent_status.h"
-#include "drainer.h"
-#include "event_log.h"
-#include "loop_families.h"
-#include "loop_metrics.h"
-#include "owner_policy.h"
-#include "refusals.h"
-#include "ring_directory.h"
-#include "ring_set.h"
-#include "scanner.h"
-#include "scrape_counter.h"
-#include "stall_watch.h"
-#include "status_board.h"
-#include "tracked_ring.h"
+#include "expose/agent_metrics.h"
+#include "expose/agent_status.h"
+#include "drain/drainer.h"
+#include "stalls/event_log.h"
+#include "aggregate/loop_families.h"
+#include "aggregate/loop_metrics.h"
+#include "discover/owner_policy.h"
+#include "discover/refusals.h"
+#include "discover/ring_directory.h"
+#include "drain/ring_set.h"
+#include "discover/scanner.h"
+#include "expose/scrape_counter.h"
+#include "stalls/stall_watch.h"
+#include "expose/status_board.h"
+#include "drain/tracked_ring.h"
 
 namespace loopwatch::agent {
 
@@ -41,7 +41,7 @@ struct AgentOptions {
   std::size_t slow_log_size = 1000;   // /api/slow keeps this many events
 };
 
-// Scan() and Drain() must be called from one thread (the Asio thread). StatusJson(), AppendMetricsText(),
+// Scan(), Drain() and Watch() must be called from one thread (the Asio thread). StatusJson(), AppendMetricsText(),
 // registry() and scrape_counter() may be used from any thread.
 class Agent {
  public:
@@ -54,6 +54,9 @@ class Agent {
   void Scan(Clock::time_point now = Clock::now());
   // Returns the samples drained in this cycle.
   uint64_t Drain(Clock::time_point now = Clock::now());
+  // The in-flight callback of every live ring (arms slow callbacks, counts stalls): a few loads per
+  // ring, every --slow.watch-interval, so that sampling starts soon after the arm threshold.
+  void Watch(Clock::time_point now = Clock::now());
 
   // The /api/status body as of the last Scan or Drain.
   std::string StatusJson() const;

@@ -88,6 +88,21 @@ ConfigParse ParseAgentConfig(int argc, const char* const* argv) {
   app.add_option("--slow.threshold", config.slow_threshold_ms, "Milliseconds from which a callback counts as slow")
       ->envname("LOOPWATCH_SLOW_THRESHOLD")
       ->check(CLI::Range(0.001, 3600000.0));
+  app.add_option("--slow.arm-threshold", config.arm_threshold_ms,
+                 "Milliseconds from which a running callback's stack is sampled (default: half of --slow.threshold)")
+      ->envname("LOOPWATCH_SLOW_ARM_THRESHOLD")
+      ->check(CLI::Range(0.001, 3600000.0));
+  app.add_option("--slow.sample-interval", config.sample_interval_ms,
+                 "Milliseconds between two stack samples of a slow callback")
+      ->envname("LOOPWATCH_SLOW_SAMPLE_INTERVAL")
+      ->check(CLI::Range(1.0, 10000.0));
+  app.add_option("--slow.sample-limit", config.sample_limit, "Stack samples per slow callback at most")
+      ->envname("LOOPWATCH_SLOW_SAMPLE_LIMIT")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--slow.watch-interval", config.watch_interval_ms,
+                 "Milliseconds between two looks at every loop's running callback (arming, stalls)")
+      ->envname("LOOPWATCH_SLOW_WATCH_INTERVAL")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--slow.event-threshold", config.slow_event_threshold_ms,
                  "Milliseconds from which a callback is recorded as an event for /api/slow")
       ->envname("LOOPWATCH_SLOW_EVENT_THRESHOLD")
@@ -115,6 +130,7 @@ ConfigParse ParseAgentConfig(int argc, const char* const* argv) {
     const int code = app.exit(e, std::cout, std::cerr);
     return {std::nullopt, code == 0 ? 0 : 2};
   }
+  if (config.arm_threshold_ms < 0) config.arm_threshold_ms = config.slow_threshold_ms / 2;
   return {config, 0};
 }
 

@@ -18,6 +18,10 @@ struct AgentConfig {
   uint32_t scan_interval_ms = 500;
   uint32_t top_k = 20;
   double slow_threshold_ms = 100;
+  double arm_threshold_ms = -1;  // -1: half of slow_threshold_ms
+  double sample_interval_ms = 10;
+  uint32_t sample_limit = 1000;
+  uint32_t watch_interval_ms = 10;
   double slow_event_threshold_ms = 500;
   uint32_t slow_keep = 1000;
   double stall_threshold_ms = 1000;

@@ -22,10 +22,10 @@
 
 #include "agent.h"
 #include "agent_config.h"
-#include "agent_routes.h"
-#include "http_api.h"
+#include "expose/agent_routes.h"
+#include "expose/http_api.h"
 #include "periodic_timer.h"
-#include "ring_directory.h"
+#include "discover/ring_directory.h"
 #include "version.h"
 
 namespace {
@@ -51,6 +51,9 @@ int Run(const AgentConfig& config) {
   options.owners = {config.allowed_uids};
   options.stalls.stall_threshold_seconds = config.stall_threshold_ms / 1000.0;
   options.stalls.name_threshold_seconds = config.slow_threshold_ms / 1000.0;
+  options.stalls.arm_threshold_seconds = config.arm_threshold_ms / 1000.0;
+  options.stalls.sample_interval_us = static_cast<uint32_t>(config.sample_interval_ms * 1000.0);
+  options.stalls.sample_limit = config.sample_limit;
   options.stall_log_size = config.stall_keep;
   options.slow_log_size = config.slow_keep;
   Agent agent(options);
@@ -95,6 +98,7 @@ int Run(const AgentConfig& config) {
   });
   PeriodicTimer scan(io, std::chrono::milliseconds(config.scan_interval_ms), [&agent] { agent.Scan(); });
   PeriodicTimer drain(io, std::chrono::milliseconds(config.drain_interval_ms), [&agent] { agent.Drain(); });
+  PeriodicTimer watch(io, std::chrono::milliseconds(config.watch_interval_ms), [&agent] { agent.Watch(); });
   agent.Scan();
   agent.Drain();
   scan.Start();

@@ -55,6 +55,8 @@ struct HeaderSnapshot {
   uint32_t names_capacity = 0;
   uint32_t report_capacity = 0;
   uint32_t ring_capacity = 0;
+  uint64_t attribution_offset = 0;    // v1.3; 0 (no table) in older files
+  uint32_t attribution_capacity = 0;  // v1.3; 0 in older files
   int32_t pid = 0;
   uint32_t loop_id = 0;
   uint64_t process_start_ticks = 0;
@@ -111,6 +113,10 @@ inline HeaderCheck CheckHeader(const void* data, uint64_t file_length) {
   field(h.names_capacity, offsetof(RingHeader, names_capacity));
   field(h.report_capacity, offsetof(RingHeader, report_capacity));
   field(h.ring_capacity, offsetof(RingHeader, ring_capacity));
+  if (h.version_minor >= 3) {  // older writers left these bytes reserved (zero)
+    field(h.attribution_offset, offsetof(RingHeader, attribution_offset));
+    field(h.attribution_capacity, offsetof(RingHeader, attribution_capacity));
+  }
   field(sample_size, offsetof(RingHeader, sample_size));
   field(h.pid, offsetof(RingHeader, pid));
   field(h.loop_id, offsetof(RingHeader, loop_id));
@@ -150,6 +156,14 @@ inline HeaderCheck CheckHeader(const void* data, uint64_t file_length) {
       h.report_offset % 8 != 0 ||
       h.ring_offset < h.report_offset + h.report_capacity || h.ring_offset % alignof(Sample) != 0 ||
       h.ring_offset > file_length || ring_bytes > file_length - h.ring_offset) {
+    return fail(HeaderError::kBadGeometry);
+  }
+  // v1.3: the attribution table lies between the report region and the ring, 8-byte aligned (its
+  // slots hold atomics) and made of whole slots. A capacity of 0 means "no table".
+  if (h.attribution_capacity != 0 &&
+      (h.attribution_capacity > kMaxAttributionCapacity || h.attribution_capacity % 32 != 0 ||
+       h.attribution_offset % 8 != 0 || h.attribution_offset < h.report_offset + h.report_capacity ||
+       h.attribution_offset > h.ring_offset || h.attribution_capacity > h.ring_offset - h.attribution_offset)) {
     return fail(HeaderError::kBadGeometry);
   }
   if (loop_kind != static_cast<uint32_t>(LoopKind::kAsyncio) && loop_kind != static_cast<uint32_t>(LoopKind::kUvloop)) {

@@ -42,6 +42,8 @@ inline RingHeader* WriteRingHeader(void* memory, const RingGeometry& geometry, c
   h->ring_offset = geometry.ring_offset();
   h->names_capacity = geometry.names_capacity;
   h->report_capacity = geometry.report_capacity;
+  h->attribution_offset = geometry.attribution_offset();
+  h->attribution_capacity = geometry.attribution_capacity;
   h->ring_capacity = geometry.ring_capacity;
   h->sample_size = sizeof(Sample);
   h->pid = id.pid;

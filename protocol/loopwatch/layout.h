@@ -1,30 +1,36 @@
-// loopwatch shared-memory contract, version 1.2 (1.1 added: busy_ticks is written; 1.2: the in-flight
-// slot, capture_request, watchdog_wakeups and the report region are used, see stall_report.h).
+// loopwatch shared-memory contract, version 1.3 (1.1 added: busy_ticks is written; 1.2: the in-flight
+// slot, capture_request, watchdog_wakeups and the report region are used, see stall_report.h; 1.3:
+// sampling of slow callbacks, the arm fields, the current attribution and the attribution table, see
+// attribution.h).
 //
 // This header is the ONE definition of the ring file that the shim (writer, inside every Python
 // process) and the agent (reader) share. Both sides include it; nothing else may describe the layout.
 // The reasoning behind each choice lives in protocol/README.md; this file only pins the bytes.
 //
 //  byte 0                                                                      file_size
-//  +----------------------+----------------------+-------------------+-----------------------+
-//  | RingHeader (1024 B)  | name table           | report region     | sample ring           |
-//  | identity, clock,     | names_capacity bytes | report_capacity B | ring_capacity records |
-//  | live words, positions| NameRecord...        | (stall reports)   | of Sample (32 B each) |
-//  +----------------------+----------------------+-------------------+-----------------------+
-//  ^0                     ^names_offset          ^report_offset      ^ring_offset (4096-aligned)
+//  +----------------------+----------------------+-------------------+-------------------+-----------------------+
+//  | RingHeader (1024 B)  | name table           | report region     | attribution table | sample ring           |
+//  | identity, clock,     | names_capacity bytes | report_capacity B | attribution_cap B | ring_capacity records |
+//  | live words, positions| NameRecord...        | (stall reports)   | (v1.3, 32 B slots)| of Sample (32 B each) |
+//  +----------------------+----------------------+-------------------+-------------------+-----------------------+
+//  ^0                     ^names_offset          ^report_offset      ^attribution_offset ^ring_offset (4096-aligned)
 //
 //  RingHeader, one 64-byte cache line per row:
 //   0 | magic u64 (stored LAST, release) | ver major u16 | ver minor u16 | header_size u32 |
 //     | file_size u64 | names_offset u64 | report_offset u64 | ring_offset u64 |
 //     | names_capacity u32 | report_capacity u32 | ring_capacity u32 | sample_size u32 |
 //  64 | pid i32 | loop_id u32 | process_start_ticks u64 | loop_thread_id i32 | loop_kind u32 |
-//     | clock_kind u32 | reserved u32 | created_unix_ns u64 | reserved[3]
+//     | clock_kind u32 | reserved u32 | created_unix_ns u64 | attribution_offset u64 (v1.3)
+//     | attribution_capacity u32 (v1.3) | reserved
 // 128 | clock_tick_base u64 | clock_mono_base_ns u64 | clock_ns_per_tick f64 | reserved[5]
 // 192 | service name, 128 bytes UTF-8, NUL padded (two lines)
 // 320 | WRITER line: dropped u64 | busy_ticks u64 | names_end u64 | names_count u32 | writer_flags u32
-//     | heartbeat_ns u64 | watchdog_wakeups u64 | reserved[2]
+//     | heartbeat_ns u64 | watchdog_wakeups u64 | attribution_slots u32 (v1.3) | reserved
 // 384 | IN-FLIGHT line (writer): inflight_start u64 | inflight_name u32 | reserved
-// 448 | CONTROL line (agent writes, shim reads): control u32 | capture_request u32 (futex word) | reserved
+//     | v1.3, the watchdog: attribution_seq u32 | attributed_state u32 | attributed_start u64
+//     | attributed endpoint, handler, site, wchan, samples u32 | reserved | first_sample_mono_ns u64
+// 448 | CONTROL line (agent writes, shim reads): control u32 | capture_request u32 (futex word)
+//     | v1.3: arm_start_ticks u64 | sample_interval_us u32 | sample_limit u32 | stall_after_us u32 | reserved
 // 512 | write_pos u64 (writer, release)  -- own cache line
 // 576 | read_pos u64 (reader, release)   -- own cache line
 // 640..1023 reserved, zero
@@ -43,7 +49,7 @@ namespace loopwatch::protocol {
 // "LOOPWTCH" read as a little-endian u64.
 inline constexpr uint64_t kMagic = 0x48435457504F4F4CULL;
 inline constexpr uint16_t kVersionMajor = 1;  // bump on any incompatible change; readers refuse others
-inline constexpr uint16_t kVersionMinor = 2;  // bump on additions readers may ignore
+inline constexpr uint16_t kVersionMinor = 3;  // bump on additions readers may ignore
 
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kRingAlignment = 4096;
@@ -51,6 +57,7 @@ inline constexpr uint32_t kMinRingCapacity = 64;
 inline constexpr uint32_t kMaxRingCapacity = 1u << 24;  // 16 Mi records = 512 MiB: refuse beyond
 inline constexpr uint32_t kMaxNamesCapacity = 16u << 20;
 inline constexpr uint32_t kMaxReportCapacity = 1u << 20;
+inline constexpr uint32_t kMaxAttributionCapacity = 1u << 20;
 inline constexpr uint32_t kMaxNameLength = 1024;  // bytes of UTF-8; writers truncate longer names
 inline constexpr std::size_t kServiceNameSize = 128;
 
@@ -85,6 +92,7 @@ inline constexpr uint32_t kControlAttentionMask = kControlPausedMask | kControlS
 // Bits of RingHeader::writer_flags (written by the shim).
 inline constexpr uint32_t kWriterNamesFull = 1u << 0;  // some names were folded into "other"
 inline constexpr uint32_t kWriterClosed = 1u << 1;     // the writer closed the ring cleanly
+inline constexpr uint32_t kWriterAttributionFull = 1u << 2;  // v1.3: new keys were folded into the last slot
 
 // One callback run. 32 bytes, written by the loop thread only.
 struct Sample {
@@ -140,7 +148,10 @@ struct alignas(kCacheLine) RingHeader {
   uint32_t clock_kind;           // ClockKind
   uint32_t reserved_identity;
   uint64_t created_unix_ns;
-  uint64_t reserved_identity2[3];
+  uint64_t attribution_offset;    // v1.3 (0 in older files): the attribution table, see attribution.h
+  uint32_t attribution_capacity;  // v1.3: bytes, a multiple of sizeof(AttributionSlot)
+  uint32_t reserved_identity2;
+  uint64_t reserved_identity3;
 
   // ns(CLOCK_MONOTONIC) = clock_mono_base_ns + (ticks - clock_tick_base) * clock_ns_per_tick
   uint64_t clock_tick_base;
@@ -157,18 +168,36 @@ struct alignas(kCacheLine) RingHeader {
   std::atomic<uint32_t> names_count; // records published; stored before names_end's release
   std::atomic<uint32_t> writer_flags;
   std::atomic<uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of the last name/close event; relaxed
-  std::atomic<uint64_t> watchdog_wakeups;  // v1.2: times the watchdog thread woke for a capture; relaxed
-  uint64_t reserved_writer[2];
+  std::atomic<uint64_t> watchdog_wakeups;  // v1.2: times the watchdog thread woke for a capture or an arm; relaxed
+  std::atomic<uint32_t> attribution_slots; // v1.3: slots of the attribution table in use (watchdog, release)
+  uint32_t reserved_writer[3];
 
   // --- in-flight slot: the callback running now (v1.2; zero = idle; protocol in stall_report.h) -----
   alignas(kCacheLine) std::atomic<uint64_t> inflight_start_ticks;
   std::atomic<uint32_t> inflight_name_id;
-  uint32_t reserved_inflight[13];
+  uint32_t reserved_inflight;
+  // v1.3, written by the watchdog thread (seqlock attribution_seq, attribution.h): what the samples
+  // of the callback that started at attributed_start_ticks say so far.
+  std::atomic<uint32_t> attribution_seq;
+  uint32_t attributed_state;  // ASCII state letter of the latest sample (R, S, D, ...)
+  uint64_t attributed_start_ticks;
+  uint32_t attributed_endpoint;  // name ids (0: unknown)
+  uint32_t attributed_handler;
+  uint32_t attributed_site;
+  uint32_t attributed_wchan;
+  uint32_t attributed_samples;
+  uint32_t reserved_attributed;
+  uint64_t first_sample_mono_ns;  // CLOCK_MONOTONIC of that callback's first sample
 
   // --- control line: stored by the agent, loaded by the shim --------------------------------------
   alignas(kCacheLine) std::atomic<uint32_t> control;  // see kControl*
   std::atomic<uint32_t> capture_request;               // v1.2: futex word, see stall_report.h
-  uint32_t reserved_control[14];
+  // v1.3: what a capture request asks for (attribution.h); stored before capture_request.
+  std::atomic<uint64_t> arm_start_ticks;     // the in-flight start the agent saw slow
+  std::atomic<uint32_t> sample_interval_us;  // 0: a v1.2 request (a stall report at once)
+  std::atomic<uint32_t> sample_limit;        // samples per callback at most
+  std::atomic<uint32_t> stall_after_us;      // write the stall report once the callback is this old
+  uint32_t reserved_control[9];
 
   // --- ring positions: free-running, never wrapped; index = pos & (capacity - 1) ------------------
   alignas(kCacheLine) std::atomic<uint64_t> write_pos;  // shim: release after the record is written
@@ -208,6 +237,17 @@ static_assert(offsetof(RingHeader, watchdog_wakeups) == 360);
 static_assert(offsetof(RingHeader, inflight_name_id) == 392);
 static_assert(offsetof(RingHeader, control) == 448);
 static_assert(offsetof(RingHeader, capture_request) == 452);
+static_assert(offsetof(RingHeader, attribution_offset) == 104);
+static_assert(offsetof(RingHeader, attribution_capacity) == 112);
+static_assert(offsetof(RingHeader, attribution_slots) == 368);
+static_assert(offsetof(RingHeader, attribution_seq) == 400);
+static_assert(offsetof(RingHeader, attributed_start_ticks) == 408);
+static_assert(offsetof(RingHeader, attributed_endpoint) == 416);
+static_assert(offsetof(RingHeader, attributed_samples) == 432);
+static_assert(offsetof(RingHeader, first_sample_mono_ns) == 440);
+static_assert(offsetof(RingHeader, arm_start_ticks) == 456);
+static_assert(offsetof(RingHeader, sample_interval_us) == 464);
+static_assert(offsetof(RingHeader, stall_after_us) == 472);
 static_assert(offsetof(RingHeader, write_pos) == 512);
 static_assert(offsetof(RingHeader, read_pos) == 576);
 
@@ -216,11 +256,15 @@ struct RingGeometry {
   uint32_t ring_capacity;
   uint32_t names_capacity;
   uint32_t report_capacity;
+  uint32_t attribution_capacity = 8u << 10;  // v1.3: 256 slots of 32 bytes
 
   constexpr uint64_t names_offset() const { return sizeof(RingHeader); }
   constexpr uint64_t report_offset() const { return names_offset() + names_capacity; }
+  constexpr uint64_t attribution_offset() const {
+    return (report_offset() + report_capacity + kCacheLine - 1) / kCacheLine * kCacheLine;
+  }
   constexpr uint64_t ring_offset() const {
-    return (report_offset() + report_capacity + kRingAlignment - 1) / kRingAlignment * kRingAlignment;
+    return (attribution_offset() + attribution_capacity + kRingAlignment - 1) / kRingAlignment * kRingAlignment;
   }
   constexpr uint64_t file_size() const { return ring_offset() + uint64_t{ring_capacity} * sizeof(Sample); }
 };
@@ -229,6 +273,7 @@ inline constexpr RingGeometry kDefaultGeometry{
     .ring_capacity = 1u << 17,      // 128 Ki samples = 4 MiB: 130 ms of a 1 M callbacks/s loop
     .names_capacity = 256u << 10,   // ~3000 names of 80 bytes
     .report_capacity = 16u << 10,   // stall reports (v1.2, stall_report.h)
+    .attribution_capacity = 8u << 10,  // 256 (endpoint, handler, site, state) keys (v1.3, attribution.h)
 };
 
 }  // namespace loopwatch::protocol

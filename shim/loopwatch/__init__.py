@@ -58,7 +58,8 @@ def status() -> dict[str, Any]:
     """What is instrumented, where rings go, each loop's ring and why recording is off, if it is.
 
     ``asyncio``, ``uvloop`` and ``eager_tasks`` say ``instrumented`` or why not (e.g. a CPython
-    version the hook was not checked against runs stock); ``paused`` says whether :func:`pause` is
+    version the hook was not checked against runs stock); ``attribution`` which packages count as
+    the user's code when slow callbacks are sampled; ``paused`` says whether :func:`pause` is
     in effect; each loop tells ``busy_time`` (and ``busy_time_detail``: how, or why it is off),
     ``paused_by_agent``, ``agent_attached``, its ``watchdog`` thread and ``watchdog_wakeups``
     (stall captures answered).

@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from . import _eager_tasks, _names, _post_import, _protocols
+from . import _attribution, _eager_tasks, _names, _post_import, _protocols
 
 DEFAULT_DIR = "/dev/shm/loopwatch"
 # asyncio's Handle._run, _call_soon, _add_callback and format_helpers were compared line by line with
@@ -89,6 +89,7 @@ def install(*, dir: str | None = None, service: str | None = None, ring_capacity
     # The service name is resolved when the first ring is created, not now: a multiprocessing spawn
     # child only learns its real sys.argv after interpreter start.
     _shim.configure(ring_dir, service or _names.default_service, _names.describe, _ring_capacity(ring_capacity))
+    _attribution.install()
     _state["dir"] = ring_dir
     _state["service"] = service
     if _state["installed"]:
@@ -138,6 +139,7 @@ def status() -> dict[str, Any]:
         "asyncio": _state["asyncio"],
         "uvloop": _state["uvloop"],
         "eager_tasks": _state["eager_tasks"],
+        "attribution": _attribution.summary() if _state["installed"] else None,
         "dir": _state["dir"],
         "service": _state["service"] or (_names.default_service() if _state["installed"] else None),
         "recording": any(loop["state"] == "recording" for loop in loops),

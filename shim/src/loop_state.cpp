@@ -100,7 +100,7 @@ RingFile* LoopState::OpenRing() {
   if (r.paused_by_app) ring_->header()->control.fetch_or(protocol::kControlPausedByApp, std::memory_order_relaxed);
   loop_thread_ident_ = PyThread_get_thread_ident();
   if (r.watchdogs_enabled) {
-    watchdog_ = Watchdog::Start(ring_->header(), loop_thread_ident_, &watchdog_error_);
+    watchdog_ = Watchdog::Start(ring_, &attribution_, loop_thread_ident_, &watchdog_error_);
   } else {
     watchdog_error_ = "the interpreter is exiting";
   }
@@ -163,6 +163,7 @@ void LoopState::AbandonAfterFork() {
   samples_written_ = 0;
   busy = BusyState{};
   name_ids_.clear();
+  attribution_ = AttributionMemo{};
   for (RecentName& slot : recent_names_) slot = {};
   // key_owners_ keep their references: dropping them here would run Python code inside fork.
 }
@@ -189,7 +190,7 @@ void LoopState::RestartSuspendedWatchdog() {
   watchdog_suspended_ = false;
   if (ring_ == nullptr || closed_ || !TheRegistry().watchdogs_enabled) return;
   watchdog_error_.clear();
-  watchdog_ = Watchdog::Start(ring_->header(), loop_thread_ident_, &watchdog_error_, watchdog_answered_);
+  watchdog_ = Watchdog::Start(ring_, &attribution_, loop_thread_ident_, &watchdog_error_, watchdog_answered_);
 }
 
 RingFile* LoopState::RecordingRingSlow(RingFile* ring) {

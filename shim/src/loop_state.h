@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "loopwatch/layout.h"
+#include "attribution.h"
 #include "busy_time.h"
 #include "callback_key.h"
 #include "callback_limit.h"
@@ -150,6 +151,7 @@ class LoopState {
   std::string path_;
   uint64_t samples_written_ = 0;
   std::unordered_map<uintptr_t, uint32_t> name_ids_;
+  AttributionMemo attribution_;  // the watchdog's names and table slots in this ring
   std::vector<PyObject*> key_owners_;  // strong refs: a key's address cannot be reused while cached
 };
 

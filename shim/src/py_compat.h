@@ -6,6 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <frameobject.h>
 #include <structmember.h>
 
 namespace loopwatch::shim {
@@ -74,6 +75,46 @@ inline PyObject* WeakrefObject(PyObject* ref) {
   PyObject* object = PyWeakref_GetObject(ref);
   return object != nullptr && object != Py_None ? Py_NewRef(object) : nullptr;
 #endif
+}
+
+// A frame's globals (new reference). PyFrame_GetGlobals is 3.11+; 3.10's frame struct is public.
+inline PyObject* FrameGlobals(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+  return PyFrame_GetGlobals(frame);
+#else
+  return Py_XNewRef(frame->f_globals);
+#endif
+}
+
+// The names of a code object's local variables, arguments first (new reference, a tuple).
+// PyCode_GetVarnames is 3.11+; 3.10 keeps the tuple in co_varnames.
+inline PyObject* CodeVarnames(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030B0000
+  return PyCode_GetVarnames(code);
+#else
+  return Py_XNewRef(code->co_varnames);
+#endif
+}
+
+// The value of the local variable `name` (an str) of a suspended frame (the caller holds the GIL, so
+// the frame's thread is between bytecodes or in a C call). New reference; nullptr with no error set
+// when the variable is unbound or the frame cannot be read. 3.12+ has PyFrame_GetVar; before that the
+// frame's locals dict (PyFrame_GetLocals, 3.11; FastToLocals + f_locals on 3.10). Runs no Python code.
+inline PyObject* FrameVariable(PyFrameObject* frame, PyObject* name) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject* value = PyFrame_GetVar(frame, name);
+#elif PY_VERSION_HEX >= 0x030B0000
+  PyObject* locals = PyFrame_GetLocals(frame);
+  PyObject* value = locals != nullptr && PyDict_Check(locals) ? Py_XNewRef(PyDict_GetItemWithError(locals, name)) : nullptr;
+  Py_XDECREF(locals);
+#else
+  PyObject* value = nullptr;
+  if (PyFrame_FastToLocalsWithError(frame) == 0 && frame->f_locals != nullptr && PyDict_Check(frame->f_locals)) {
+    value = Py_XNewRef(PyDict_GetItemWithError(frame->f_locals, name));
+  }
+#endif
+  if (value == nullptr) PyErr_Clear();
+  return value;
 }
 
 }  // namespace loopwatch::shim

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "asyncio_hook.h"
+#include "attribution.h"
 #include "busy_time.h"
 #include "callback_key.h"
 #include "callback_limit.h"
@@ -68,6 +69,47 @@ PyObject* SetUvloopLibraryPath(PyObject* /*module*/, PyObject* path) {
   Py_RETURN_NONE;
 }
 
+// A list of str as UTF-8 strings; false (TypeError set) for anything else.
+bool StringList(PyObject* list, std::vector<std::string>* out) {
+  if (!PyList_Check(list)) {
+    PyErr_SetString(PyExc_TypeError, "set_attribution_rules takes four lists of str");
+    return false;
+  }
+  out->clear();
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+    PyObject* item = PyList_GET_ITEM(list, i);
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : nullptr;
+    if (utf8 == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_attribution_rules takes four lists of str");
+      return false;
+    }
+    out->emplace_back(utf8, static_cast<std::size_t>(size));
+  }
+  return true;
+}
+
+PyObject* SetAttributionRules(PyObject* /*module*/, PyObject* args) {
+  PyObject* lists[4];
+  if (!PyArg_ParseTuple(args, "OOOO", &lists[0], &lists[1], &lists[2], &lists[3])) return nullptr;
+  AttributionRules rules;
+  if (!StringList(lists[0], &rules.skip_prefixes) || !StringList(lists[1], &rules.library_prefixes) ||
+      !StringList(lists[2], &rules.user_prefixes) || !StringList(lists[3], &rules.roots)) {
+    return nullptr;
+  }
+  Rules() = std::move(rules);  // GIL held: the watchdogs read the rules only under the GIL
+  Py_RETURN_NONE;
+}
+
+PyObject* IsUserFileForTests(PyObject* /*module*/, PyObject* file) {
+  const char* utf8 = PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : nullptr;
+  if (utf8 == nullptr) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "is_user_file(path: str)");
+    return nullptr;
+  }
+  return PyBool_FromLong(IsUserFile(utf8, Rules()) ? 1 : 0);
+}
+
 PyObject* Loops(PyObject* /*module*/, PyObject* /*unused*/) { return RegistryStatusList(); }
 
 PyObject* LoopStatus(PyObject* /*module*/, PyObject* loop) {
@@ -125,6 +167,9 @@ PyMethodDef g_module_methods[] = {
      "set_uvloop_library(path): the uvloop.loop extension file, where busy time finds libuv"},
     {"time_eager_factory", TimeEagerFactory, METH_O,
      "time_eager_factory(factory) -> a task factory that calls it and times the eager first step it runs"},
+    {"set_attribution_rules", SetAttributionRules, METH_VARARGS,
+     "set_attribution_rules(skip, library, user, roots): path prefixes that decide which frames are the user's"},
+    {"is_user_file", IsUserFileForTests, METH_O, "is_user_file(path) -> whether a frame in that file counts as the user's"},
     {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
     {"instrument_protocol", InstrumentProtocol, METH_O,
      "instrument_protocol(protocol) -> (callbacks timed on it, callbacks not timed, its class patched now)"},

@@ -10,8 +10,10 @@ namespace {
 
 constexpr Py_ssize_t kMaxCopied = 4096;  // bytes of one name copied (the report cuts further)
 
-// UTF-8 of a str. A name that UTF-8 cannot encode (a lone surrogate from a file system name) gets
-// its bad code points as \udcxx escapes, so the result is always valid UTF-8.
+}  // namespace
+
+// A name that UTF-8 cannot encode (a lone surrogate from a file system name) gets its bad code
+// points as \udcxx escapes, so the result is always valid UTF-8.
 std::string Utf8(PyObject* text) {
   if (text == nullptr || !PyUnicode_Check(text)) return "?";
   Py_ssize_t size = 0;
@@ -30,10 +32,23 @@ std::string Utf8(PyObject* text) {
   return result;
 }
 
-}  // namespace
+FrameInfo DescribeFrame(PyFrameObject* frame) {
+  PyCodeObject* code = PyFrame_GetCode(frame);  // new reference
+  FrameInfo info{Utf8(code->co_filename), PyFrame_GetLineNumber(frame), Utf8(CodeQualname(code))};
+  Py_DECREF(code);
+  return info;
+}
 
 bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std::vector<FrameInfo>* frames,
                         std::string* error) {
+  VisitPythonStack(thread_ident, max_frames, [frames](PyFrameObject* frame) { frames->push_back(DescribeFrame(frame)); },
+                   error);
+  return !frames->empty();
+}
+
+std::size_t VisitPythonStack(unsigned long thread_ident, std::size_t max_frames,
+                             const std::function<void(PyFrameObject* frame)>& visit, std::string* error) {
+  std::size_t visited = 0;
   // No collection while we allocate (frame objects, the dict): restored below to what it was.
   const int gc_was_enabled = PyGC_Disable();
   // Every thread's current frame, as sys._current_frames() has it (it holds the runtime's thread
@@ -43,10 +58,9 @@ bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std:
   PyObject* top = key != nullptr ? PyDict_GetItemWithError(all, key) : nullptr;  // borrowed
   if (top != nullptr && PyFrame_Check(top)) {
     auto* frame = reinterpret_cast<PyFrameObject*>(Py_NewRef(top));
-    while (frame != nullptr && frames->size() < max_frames) {
-      PyCodeObject* code = PyFrame_GetCode(frame);  // new reference
-      frames->push_back({Utf8(code->co_filename), PyFrame_GetLineNumber(frame), Utf8(CodeQualname(code))});
-      Py_DECREF(code);
+    while (frame != nullptr && visited < max_frames) {
+      visit(frame);
+      ++visited;
       PyFrameObject* back = PyFrame_GetBack(frame);  // new reference; nullptr at the outermost frame
       Py_DECREF(frame);
       frame = back;
@@ -62,7 +76,7 @@ bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std:
   Py_XDECREF(all);
   if (PyErr_Occurred()) PyErr_Clear();
   if (gc_was_enabled) PyGC_Enable();
-  return !frames->empty();
+  return visited;
 }
 
 }  // namespace loopwatch::shim

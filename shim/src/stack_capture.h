@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,17 @@ namespace loopwatch::shim {
 // ended, or runs no Python code). Never leaves a Python exception set.
 bool CapturePythonStack(unsigned long thread_ident, std::size_t max_frames, std::vector<FrameInfo>* frames,
                         std::string* error);
+
+// The same walk for other readers of the frames (attribution.h): calls `visit` with each frame,
+// innermost first, at most `max_frames` of them (borrowed for the call; the visitor must not run
+// Python code either). Returns the number of frames visited; 0 with `error` set like above.
+std::size_t VisitPythonStack(unsigned long thread_ident, std::size_t max_frames,
+                             const std::function<void(PyFrameObject* frame)>& visit, std::string* error);
+
+// One frame as the report shows it.
+FrameInfo DescribeFrame(PyFrameObject* frame);
+// UTF-8 of a str, at most 4096 bytes; code points UTF-8 cannot encode become \udcxx escapes ("?" if
+// `text` is not a str). Never leaves an exception set.
+std::string Utf8(PyObject* text);
 
 }  // namespace loopwatch::shim

@@ -1,6 +1,6 @@
 // Tests of BucketIndex (agent/src/bucket_index.h): the tick-domain bucket choice must be the bucket
 // prometheus::Histogram::Observe would pick for the same duration in seconds, for any clock rate.
-#include "bucket_index.h"
+#include "aggregate/bucket_index.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include <prometheus/histogram.h>
 
-#include "buckets.h"
+#include "aggregate/buckets.h"
 
 namespace loopwatch::agent {
 namespace {

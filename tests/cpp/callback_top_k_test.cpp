@@ -1,6 +1,6 @@
 // Tests of CallbackTopK (agent/src/callback_top_k.h): admission while positions are free, "other"
 // for unknown ids, exact totals, and re-ranking with hysteresis.
-#include "callback_top_k.h"
+#include "aggregate/callback_top_k.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests of the drain cycle (agent/src/drainer.h, tracked_ring.h) on real ring files through the
 // Agent: known samples become the right series values, the read position is published, drops are
 // mirrored, and a ring that breaks the protocol is retired with its reason.
-#include "drainer.h"
+#include "drain/drainer.h"
 
 #include <unistd.h>
 

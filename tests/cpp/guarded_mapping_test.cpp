@@ -1,7 +1,7 @@
 // Tests of the SIGBUS guard (agent/src/bus_error_guard.h, guarded_mapping.h): touching a guarded
 // mapping whose file was truncated reads zeros and flags the mapping instead of killing the process,
 // writes land on a private zero page, and a fault in memory that is not guarded still kills.
-#include "guarded_mapping.h"
+#include "discover/guarded_mapping.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

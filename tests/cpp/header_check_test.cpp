@@ -62,6 +62,41 @@ TEST(HeaderCheckTest, AcceptsNewerMinorVersion) {
   EXPECT_EQ(Check(image), HeaderError::kOk);
 }
 
+// v1.3: the attribution table lies between the report region and the ring, in whole 32-byte slots.
+TEST(HeaderCheckTest, ReadsTheAttributionTableOfAV13File) {
+  RingImage image;
+  const HeaderCheck check = CheckHeader(image.data(), image.size());
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(check.header.attribution_offset, TestRingOptions{}.geometry.attribution_offset());
+  EXPECT_EQ(check.header.attribution_capacity, 8u << 10);
+}
+
+TEST(HeaderCheckTest, RefusesAnAttributionTableOutsideItsPlace) {
+  const auto refused = [](auto&& corrupt) {
+    RingImage image;
+    corrupt(*image.header());
+    return Check(image);
+  };
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_offset = h.names_offset; }), HeaderError::kBadGeometry);  // over the names
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_offset += 4; }), HeaderError::kBadGeometry);  // misaligned
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_capacity += 16; }), HeaderError::kBadGeometry);  // not whole slots
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_capacity = static_cast<uint32_t>(h.ring_offset); }),
+            HeaderError::kBadGeometry);  // into the ring
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_offset = h.file_size + 64; }), HeaderError::kBadGeometry);
+  EXPECT_EQ(refused([](RingHeader& h) { h.attribution_capacity = 0; }), HeaderError::kOk);  // no table
+}
+
+TEST(HeaderCheckTest, IgnoresTheReservedAttributionBytesOfAV12File) {
+  RingImage image;
+  image.header()->version_minor = 2;
+  image.header()->attribution_offset = 12345;  // garbage where a 1.2 writer had reserved space
+  image.header()->attribution_capacity = 7;
+  const HeaderCheck check = CheckHeader(image.data(), image.size());
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(check.header.attribution_capacity, 0u);
+  EXPECT_EQ(check.header.attribution_offset, 0u);
+}
+
 TEST(HeaderCheckTest, ReportsZeroMagicAsNotReady) {
   TestRingOptions options;
   options.publish = false;

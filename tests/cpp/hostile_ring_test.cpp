@@ -15,7 +15,7 @@
 #include <random>
 
 #include "agent.h"
-#include "bus_error_guard.h"
+#include "discover/bus_error_guard.h"
 #include "metric_reader.h"
 #include "test_ring.h"
 

@@ -1,7 +1,7 @@
 // Tests of HttpApi (agent/src/http_api.h) with the agent's routes (agent_routes.h) on a real
 // prometheus::Exposer bound to port 0: /api/status, /api/stalls and /api/slow are served as JSON,
 // /metrics by our writer (and counts as a scrape), /api/control only when enabled, anything else 404s.
-#include "http_api.h"
+#include "expose/http_api.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -22,7 +22,7 @@
 #include <prometheus/exposer.h>
 
 #include "agent.h"
-#include "agent_routes.h"
+#include "expose/agent_routes.h"
 #include "test_ring.h"
 
 namespace loopwatch::agent {

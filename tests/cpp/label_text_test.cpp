@@ -1,6 +1,6 @@
 // Tests of SanitizeUtf8 and ForLog (agent/src/label_text.h): valid text passes unchanged, anything a
 // scrape or JSON encoder would reject is replaced by U+FFFD, and nothing can split a log line.
-#include "label_text.h"
+#include "expose/label_text.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests of LoopMetrics (agent/src/loop_metrics.h): samples become the right histogram buckets,
 // counters and sums (read back through Registry::Collect, as a scrape sees them); the callback top-K
 // keeps at most K+1 series and counts evictions; and destruction removes every series.
-#include "loop_metrics.h"
+#include "aggregate/loop_metrics.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests of RecentWindow (agent/src/recent_window.h), the live page's one-second window, alone and as
 // the Agent publishes it in /api/status ("recent"): rates, lag p99 and max, busy ratio, the top
 // callbacks by wall time in the window (with "other"), the minute of history and its peak.
-#include "recent_window.h"
+#include "aggregate/recent_window.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests of ring retirement (agent/src/ring_set.h, scanner.h): when a ring's writer dies, the agent
 // drains what is left, keeps the series until one scrape has collected them (or 60 s passed), then
 // removes the series, unmaps the ring and deletes its file.
-#include "ring_set.h"
+#include "drain/ring_set.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests of discovery (agent/src/scanner.h, ring_directory.h, ring_file.h, refusals.h) through the
 // Agent: a valid ring is mapped; garbage, bad magic, empty, symlinked and FIFO files are refused with
 // their reason, each counted once however many scans see it; files still being created are retried.
-#include "scanner.h"
+#include "discover/scanner.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -3,7 +3,7 @@
 // and its callback label, one stall counted per stalled callback, the capture request and its futex
 // wake-up, the report followed from "requested" to a parsed stack, a watchdog that never answers,
 // and /api/slow events. A healthy loop never gets a capture request.
-#include "stall_watch.h"
+#include "stalls/stall_watch.h"
 
 #include <gtest/gtest.h>
 
@@ -11,88 +11,14 @@
 #include <chrono>
 #include <thread>
 
-#include "agent.h"
+#include "inflight_fixture.h"
 #include "loopwatch/futex.h"
 #include "loopwatch/stall_report.h"
-#include "metric_reader.h"
-#include "test_ring.h"
 
 namespace loopwatch::agent {
 namespace {
 
-using testing::LabelSubset;
-using testing::LockHolder;
-using testing::MetricReader;
-using testing::TempDir;
-using testing::TestRing;
-using testing::TestRingOptions;
-using Clock = std::chrono::steady_clock;
-
-const LabelSubset kLoop = {{"service", "checkout"}, {"pid", "4242"}, {"loop", "1"}};
-
-// Ticks of the test ring's clock (CLOCK_MONOTONIC ns, the steady_clock) at `t`.
-uint64_t Ticks(Clock::time_point t) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
-
-class StallWatchTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    TestRingOptions options;
-    options.geometry.report_capacity = 4096;
-    ring_ = std::make_unique<TestRing>(dir_.File("lw-4242-1-1.ring"), options);
-    holder_ = std::make_unique<LockHolder>(ring_->path());
-    spin_ = ring_->names().Append("app.spin");
-    agent_.Scan(now_);
-    ASSERT_EQ(agent_.rings().size(), 1u);
-  }
-  // The shim's side of the in-flight slot (stall_report.h).
-  void StartCallback(Clock::time_point started, uint32_t name_id) {
-    ring_->header()->inflight_name_id.store(name_id, std::memory_order_relaxed);
-    ring_->header()->inflight_start_ticks.store(Ticks(started), std::memory_order_release);
-  }
-  // A callback that stalls long enough for the agent's first capture request: the fields of the
-  // complete report that answers it.
-  protocol::ReportFields StallUntilCaptureRequested() {
-    StartCallback(now_, spin_);
-    Drain(std::chrono::milliseconds(1500));
-    protocol::ReportFields fields;
-    fields.request = 1;
-    fields.stage = protocol::ReportStage::kComplete;
-    return fields;
-  }
-  void EndCallback() { ring_->header()->inflight_start_ticks.store(0, std::memory_order_release); }
-  void Drain(std::chrono::milliseconds later) { agent_.Drain(now_ += later); }
-  unsigned char* Report() { return reinterpret_cast<unsigned char*>(ring_->header()) + ring_->header()->report_offset; }
-
-  MetricReader Read() { return MetricReader(*agent_.registry()); }
-  double Stalls() { return Read().Value("loopwatch_stalls_total", kLoop).value_or(-1); }
-  std::optional<double> Inflight(const std::string& callback) {
-    LabelSubset labels = kLoop;
-    labels["callback"] = callback;
-    return Read().Value("loopwatch_callback_inflight_seconds", labels);
-  }
-  nlohmann::json StallEvents() { return nlohmann::json::parse(agent_.StallsJson())["events"]; }
-  uint32_t Requests() { return ring_->header()->capture_request.load(); }
-
-  TempDir dir_;
-  AgentOptions options_ = [] {
-    AgentOptions o;
-    o.stalls.stall_threshold_seconds = 1.0;
-    o.stalls.name_threshold_seconds = 0.1;
-    o.aggregation.slow_event_threshold_seconds = 0.5;
-    return o;
-  }();
-  Agent agent_{[this] {
-    AgentOptions o = options_;
-    o.ring_dir = dir_.path();
-    return o;
-  }()};
-  Clock::time_point now_ = Clock::now();
-  std::unique_ptr<TestRing> ring_;
-  std::unique_ptr<LockHolder> holder_;
-  uint32_t spin_ = 0;
-};
+using StallWatchTest = InflightTest;
 
 TEST_F(StallWatchTest, IdleLoopShowsZeroAndNoCallbackName) {
   Drain(std::chrono::milliseconds(50));
@@ -101,10 +27,10 @@ TEST_F(StallWatchTest, IdleLoopShowsZeroAndNoCallbackName) {
   EXPECT_EQ(Stalls(), 0.0);
 }
 
-TEST_F(StallWatchTest, HealthyCallbacksNeverRequestACapture) {
+TEST_F(StallWatchTest, HealthyCallbacksBelowTheArmThresholdNeverRequestAnything) {
   for (int i = 0; i < 200; ++i) {
     StartCallback(now_, spin_);
-    Drain(std::chrono::milliseconds(50));  // each "callback" is 50 ms old when the agent looks
+    Drain(std::chrono::milliseconds(49));  // each "callback" is 49 ms old when the agent looks (arm: 50)
     EndCallback();
   }
   EXPECT_EQ(Stalls(), 0.0);

@@ -1,5 +1,5 @@
 // Tests of the /api/status document (agent/src/status_json.h) and of the status the Agent publishes.
-#include "status_json.h"
+#include "expose/status_json.h"
 
 #include <gtest/gtest.h>
 

@@ -31,7 +31,7 @@ TempDir::~TempDir() {
 }
 
 void FillHeader(void* bytes, const TestRingOptions& o) {
-  protocol::WriteRingHeader(bytes, o.geometry,
+  protocol::RingHeader* header = protocol::WriteRingHeader(bytes, o.geometry,
                             {.pid = o.pid,
                              .loop_id = o.loop_id,
                              .process_start_ticks = 777,
@@ -41,7 +41,16 @@ void FillHeader(void* bytes, const TestRingOptions& o) {
                              .clock_ns_per_tick = o.ns_per_tick,
                              .created_unix_ns = 1,
                              .service = o.service},
-                            o.publish);
+                            /*publish=*/false);
+  if (o.version_minor != protocol::kVersionMinor) {
+    header->version_minor = o.version_minor;
+    if (o.version_minor < 3) {  // reserved (zero) in older files
+      header->attribution_offset = 0;
+      header->attribution_capacity = 0;
+    }
+  }
+  // Pairs with the reader's acquire load of magic in CheckHeader.
+  if (o.publish) header->magic.store(protocol::kMagic, std::memory_order_release);
 }
 
 RingImage::RingImage(const TestRingOptions& options)
@@ -74,9 +83,10 @@ TestRing::~TestRing() {
 
 void TestRing::Publish() { header_->magic.store(protocol::kMagic, std::memory_order_release); }
 
-bool TestRing::Push(uint64_t duration_ticks, uint32_t name_id, uint64_t lag_ticks, uint32_t handles) {
+bool TestRing::Push(uint64_t duration_ticks, uint32_t name_id, uint64_t lag_ticks, uint32_t handles,
+                    uint64_t start_ticks) {
   protocol::Sample s{};
-  s.start_ticks = next_start_;
+  s.start_ticks = start_ticks != 0 ? start_ticks : next_start_;
   s.duration_ticks = duration_ticks;
   s.lag_ticks = lag_ticks;
   s.name_id = name_id;

@@ -40,6 +40,7 @@ struct TestRingOptions {
   protocol::ClockKind clock = protocol::ClockKind::kMonotonicNs;
   double ns_per_tick = 1.0;
   bool publish = true;  // store the magic (false: leave the file "not ready")
+  uint16_t version_minor = protocol::kVersionMinor;  // an older writer's file (< 3: no attribution table)
 };
 
 // Fills `bytes` (file_size bytes, zeroed) with a valid header for `options`, magic last (release).
@@ -75,9 +76,10 @@ class TestRing {
   protocol::NameTableWriter& names() { return names_; }
   void Publish();  // stores the magic if the options said not to
 
-  // Pushes one sample; returns TryPush's answer.
+  // Pushes one sample; returns TryPush's answer. Samples start one after the other unless
+  // `start_ticks` is given.
   bool Push(uint64_t duration_ticks, uint32_t name_id = protocol::kNameIdOther,
-            uint64_t lag_ticks = protocol::kLagUnknown, uint32_t handles = 1);
+            uint64_t lag_ticks = protocol::kLagUnknown, uint32_t handles = 1, uint64_t start_ticks = 0);
 
  private:
   std::string path_;

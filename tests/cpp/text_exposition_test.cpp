@@ -1,6 +1,6 @@
 // The /metrics writer (agent/src/text_exposition.h): exact text for counters, gauges and histograms,
 // label escaping, and the same samples as prometheus-cpp's own TextSerializer.
-#include "text_exposition.h"
+#include "expose/text_exposition.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>

@@ -1,6 +1,6 @@
 // Tests of QueryWriter (agent/src/writer_liveness.h): a lock held by another process means alive;
 // when that process exits the kernel drops the lock and the writer reads as gone.
-#include "writer_liveness.h"
+#include "discover/writer_liveness.h"
 
 #include <fcntl.h>
 #include <unistd.h>

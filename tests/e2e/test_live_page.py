@@ -5,8 +5,9 @@ page from a running loopwatch-agent watching examples/demo_app.py under uvicorn 
 
 - both workers' pids are rows of the page;
 - while one worker is stuck in a 6 s `/block` (time.sleep in an `async def` endpoint), its row is
-  marked stalled and its in-flight cell shows the running callback's age (>= the stall threshold) and
-  name, while the other worker's in-flight age stays below it;
+  marked stalled and its in-flight cell shows the running callback's age (>= the stall threshold),
+  name, endpoint (GET /block) and the line it blocks on (from the shim's stack samples), while the
+  other worker's in-flight age stays below it;
 - after the stall, the stalled worker's lag cells (last second's max, and the minute's peak) show a
   lag of about the stall's length (uvicorn's 100 ms tick timer ran that late), far above the healthy
   worker's, and the text a reader sees agrees with the number behind it.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_processes import http_get, http_json, wait_until
+from e2e_processes import REPO, http_get, http_json, wait_until
 
 SERVICE = "e2e-live"
 STALL_MS = 6000
@@ -113,6 +114,12 @@ def seconds_of(text: str) -> float:
     return float(match.group(1)) * scale
 
 
+def line_of_block() -> int:
+    """The line of demo_app.py's /block endpoint that sleeps (the site the samples name)."""
+    lines = (REPO / "examples" / "demo_app.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if line.strip().startswith("time.sleep(ms / 1000)"))
+
+
 def status_rings(agent_url: str) -> list[dict]:
     return [r for r in http_json(agent_url + "/api/status")["rings"] if r["service"] == SERVICE and r["alive"]]
 
@@ -146,6 +153,9 @@ def test_live_page_shows_every_worker_and_the_stalled_ones_lag(stack, ring_dir, 
     inflight_text, inflight_value = during.rows[stalled]["inflight"]
     assert inflight_value >= 1.0 and seconds_of(inflight_text) >= 1.0, inflight_text
     assert "run_asgi" in inflight_text, f"the in-flight cell should name uvicorn's request step: {inflight_text!r}"
+    # ... and, from the shim's stack samples, the endpoint and the line it blocks on.
+    assert "GET /block" in inflight_text, inflight_text
+    assert f"at examples.demo_app.block (examples/demo_app.py:{line_of_block()})" in inflight_text, inflight_text
     assert during.rows[healthy]["inflight"][1] < 1.0
     assert "stalled" not in during.row_classes[healthy].split()
 

@@ -9,18 +9,14 @@ region (seqlock, 64-byte ReportHeader, JSON text). Stalls last ~2 s; no timing i
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import json
-import mmap
 import os
-import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,21 +27,10 @@ from loopwatch import _shim
 
 HERE = Path(__file__).resolve()
 
-# RingHeader offsets (layout.h).
-REPORT_OFFSET, REPORT_CAPACITY = 32, 52
-CLOCK_TICK_BASE, CLOCK_MONO_BASE_NS, CLOCK_NS_PER_TICK = 128, 136, 144
-WATCHDOG_WAKEUPS = 360
-INFLIGHT_START, INFLIGHT_NAME = 384, 392
-CONTROL, CAPTURE_REQUEST = 448, 452
-WRITE_POS = 512
-CONTROL_VALID, CONTROL_PAUSED, CONTROL_PAUSED_BY_APP = 1 << 31, 1 << 0, 1 << 1
-# ReportHeader (stall_report.h): seq, request, callback_start_ticks, name_id, text_length,
-# captured_unix_ns, gil_wait_ns, stage.
-REPORT_HEADER = struct.Struct("<IIQIIQQI")
-STATE_ONLY, COMPLETE, FAILED = 1, 2, 3
-
-SYS_FUTEX, FUTEX_WAKE = 202, 1
-_libc = ctypes.CDLL(None, use_errno=True)
+from agent_view import (  # noqa: F401  (the names the tests below use)
+    COMPLETE, CONTROL, CONTROL_PAUSED, CONTROL_PAUSED_BY_APP, CONTROL_VALID, FAILED, STATE_ONLY,
+    WATCHDOG_WAKEUPS, WRITE_POS, AgentView, Report,
+)
 
 
 def line_of(marker: str) -> int:
@@ -64,92 +49,6 @@ def spin_for(seconds):
 
 def sleep_for(seconds):
     time.sleep(seconds)  # <- sleep
-
-
-@dataclass
-class Report:
-    seq: int
-    request: int
-    start: int
-    name_id: int
-    captured_unix_ns: int
-    gil_wait_ns: int
-    stage: int
-    text: bytes
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.text.decode("utf-8"))  # strict: the text must be valid UTF-8
-
-
-class AgentView:
-    """The agent's side of one ring, from Python: the mapped file and the futex."""
-
-    def __init__(self, path: str):
-        self.path = path
-        with open(path, "r+b") as f:
-            self.mm = mmap.mmap(f.fileno(), 0)
-        self.report_offset = self.u64(REPORT_OFFSET)
-        self.report_capacity = self.u32(REPORT_CAPACITY)
-        # The address of the futex word in this mapping (the temporary ctypes view is released at once).
-        self.futex_address = ctypes.addressof(ctypes.c_uint32.from_buffer(self.mm, CAPTURE_REQUEST))
-
-    @classmethod
-    def of(cls, loop) -> AgentView:
-        return cls(_shim.loop_status(loop)["file"])
-
-    def u32(self, offset: int) -> int:
-        return struct.unpack_from("<I", self.mm, offset)[0]
-
-    def u64(self, offset: int) -> int:
-        return struct.unpack_from("<Q", self.mm, offset)[0]
-
-    def inflight(self) -> tuple[int, int]:
-        """(start ticks, name id), read as ReadInflight does: start, name, start again."""
-        while True:
-            start = self.u64(INFLIGHT_START)
-            name = self.u32(INFLIGHT_NAME)
-            if self.u64(INFLIGHT_START) == start:
-                return start, name
-
-    def ticks_to_seconds(self, ticks: int) -> float:
-        base, mono, per = struct.unpack_from("<QQd", self.mm, CLOCK_TICK_BASE)
-        return (mono + (ticks - base) * per) * 1e-9
-
-    def set_control(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        value = (self.u32(CONTROL) | set_bits) & ~clear_bits
-        struct.pack_into("<I", self.mm, CONTROL, value)
-
-    def request_capture(self) -> int:
-        request = (self.u32(CAPTURE_REQUEST) + 1) & 0xFFFFFFFF
-        struct.pack_into("<I", self.mm, CAPTURE_REQUEST, request)
-        woken = _libc.syscall(SYS_FUTEX, ctypes.c_void_p(self.futex_address), FUTEX_WAKE, 0x7FFFFFFF, 0, 0, 0)
-        assert woken >= 0, os.strerror(ctypes.get_errno())
-        return request
-
-    def report(self) -> Report | None:
-        """A stable copy of the report region (seqlock), or None while it is written or empty."""
-        o = self.report_offset
-        seq, request, start, name, length, captured, gil_wait, stage = REPORT_HEADER.unpack_from(self.mm, o)
-        if seq == 0 or seq & 1:
-            return None
-        assert length <= self.report_capacity - 64
-        text = bytes(self.mm[o + 64 : o + 64 + length])
-        if struct.unpack_from("<I", self.mm, o)[0] != seq:
-            return None
-        return Report(seq, request, start, name, captured, gil_wait, stage, text)
-
-    def wait_report(self, request: int, stages: set[int], timeout: float = 20.0, poll: float = 0.002) -> Report:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            report = self.report()
-            if report is not None and report.request == request and report.stage in stages:
-                return report
-            time.sleep(poll)
-        raise AssertionError(f"no report for request {request} in stages {stages}: last {self.report()}")
-
-    def close(self) -> None:
-        self.mm.close()
 
 
 def warm(loop) -> None:
@@ -183,10 +82,7 @@ def capture_during(loop, callback, *args, after: float = 0.3):
 
     def agent():
         try:
-            deadline = time.monotonic() + 10
-            while view.inflight()[0] == 0:
-                assert time.monotonic() < deadline, "the callback never showed up in flight"
-                time.sleep(0.002)
+            view.wait_inflight()
             time.sleep(after)
             out["inflight"] = view.inflight()
             out["request"] = view.request_capture()

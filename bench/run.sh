@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every loopwatch benchmark in order and prints their tables (markdown): per-callback overhead,
-# uvicorn req/s, and the agent's drain, scrape, memory and drop figures. It builds nothing: it uses
+# uvicorn req/s, the agent's drain, scrape, memory and drop figures, and how soon a slow callback's
+# first stack sample follows the arm threshold. It builds nothing: it uses
 # build/ and .venv as scripts/build.sh left them.
 #
 #   bash bench/run.sh           full run (about 15 minutes on 2 cores)
@@ -55,10 +56,12 @@ if [ "$quick" = 1 ]; then
   bench "per-callback overhead" $((8 + callgrind_rows)) "$py" bench/callback_overhead.py --quick
   bench "uvicorn throughput" 2 "$py" bench/uvicorn_throughput.py --quick
   bench "agent throughput" 15 "$py" bench/agent_throughput.py --quick
+  bench "sampling delay" 4 "$py" bench/sampling_delay.py --quick
 else
   bench "per-callback overhead" $((8 + callgrind_rows)) "$py" bench/callback_overhead.py
   bench "uvicorn throughput" 2 "$py" bench/uvicorn_throughput.py
   bench "agent throughput" 15 "$py" bench/agent_throughput.py
+  bench "sampling delay" 4 "$py" bench/sampling_delay.py
 fi
 
 echo

@@ -103,6 +103,7 @@ int Run(const AgentConfig& config) {
   agent.Drain();
   scan.Start();
   drain.Start();
+  watch.Start();
   io.run();
 
   exposer.reset();  // stop serving before the agent goes away

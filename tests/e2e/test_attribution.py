@@ -21,6 +21,7 @@ import http.client
 import os
 import subprocess
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -177,3 +178,27 @@ def test_blocked_time_is_named_by_route_handler_and_line(stack, ring_dir, loop):
         assert slow["endpoint"] == "GET /orders/{order_id}" and slow["site"] == SLEEP_SITE, slow
     finally:
         conns.close()
+
+
+def test_slow_callbacks_are_armed_between_drains(stack, ring_dir):
+    """The agent looks at every in-flight slot every --slow.watch-interval (10 ms), not only when it
+    drains: with drains 3 s apart, every 300 ms callback is still armed and sampled."""
+    agent, agent_url = stack.start_agent(ring_dir, "--slow.watch-interval", "10", drain_ms=3000)
+    env = dict(os.environ, LOOPWATCH="1", LOOPWATCH_DIR=str(ring_dir), LOOPWATCH_SERVICE=SERVICE)
+    app, app_url = stack.start_uvicorn("examples.demo_app:app", env, "--workers", "1", "--no-access-log")
+    parsed = urllib.parse.urlsplit(app_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    get_json(conn, "/")  # the worker's first request (FastAPI's set-up) before the slow ones
+    time.sleep(3.5)  # one drain later: the ring is mapped and the baseline mirrored
+    before = sum(s.value for s in metrics(agent_url)[0].samples("loopwatch_watchdog_wakeups_total"))
+    try:
+        for i in range(5):
+            get_json(conn, f"/orders/{i}?ms={BLOCK_MS}")
+    finally:
+        conn.close()
+
+    def sampled():
+        m, _ = metrics(agent_url)
+        return m if blocked(m, endpoint="GET /orders/{order_id}") >= 5 * 0.25 else None
+    m = wait_until(sampled, 10, "the blocked time of 5 slow requests", (agent, app))
+    assert sum(s.value for s in m.samples("loopwatch_watchdog_wakeups_total")) - before == 5

@@ -1,6 +1,7 @@
 // In-flight gauge, stall counting, capture requests and stall reports; see stall_watch.h.
 #include "stalls/stall_watch.h"
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -98,7 +99,8 @@ nlohmann::json AttributionFields(const AttributedCallback& attributed) {
                            {"handler", attributed.handler},
                            {"site", attributed.site},
                            {"site_state", attributed.state},
-                           {"samples", attributed.samples}};
+                           {"samples", attributed.samples},
+                           {"sampling_delay_seconds", attributed.sampling_delay_seconds}};
   if (!attributed.wchan.empty()) fields["site_wchan"] = attributed.wchan;
   return fields;
 }
@@ -154,14 +156,12 @@ void StallWatch::ReadAttribution(const TextOf& text_of) {
                                    site = text_of(a.site), wchan = text_of(a.wchan);
   if (!endpoint || !handler || !site || !wchan) return;
   attribution_seq_ = seq;  // what was read is at least this new
-  if (a.start_ticks != attributed_.start_ticks && a.start_ticks == armed_start_ticks_) {
-    // A callback's first sample seen: how long after the arm threshold it was taken.
-    const double armed_ns = clock_.MonoNs(a.start_ticks) + options_.arm_threshold_seconds * 1e9;
-    const double delay = (static_cast<double>(a.first_sample_mono_ns) - armed_ns) * 1e-9;
-    sampling_delay_.Observe(delay > 0 ? delay : 0);
-  }
   const bool first = a.start_ticks != attributed_.start_ticks;
-  attributed_ = {a.start_ticks, *endpoint, *handler, *site, BlockedTime::StateLabel(a.state), *wchan, a.samples};
+  // How long after the arm threshold the first sample was taken.
+  const double armed_ns = clock_.MonoNs(a.start_ticks) + options_.arm_threshold_seconds * 1e9;
+  const double delay = std::max(0.0, (static_cast<double>(a.first_sample_mono_ns) - armed_ns) * 1e-9);
+  if (first && a.start_ticks == armed_start_ticks_) sampling_delay_.Observe(delay);
+  attributed_ = {a.start_ticks, *endpoint, *handler, *site, BlockedTime::StateLabel(a.state), *wchan, a.samples, delay};
   // The in-flight gauge keeps what the first sample said: its labels (and an alert's) stay put for
   // the callback's life even when later samples find it on another line (the stall report has those).
   if (first) first_attribution_ = attributed_;

@@ -43,6 +43,7 @@ struct AttributedCallback {
   uint64_t start_ticks = 0;  // the callback's in-flight start; 0: none yet
   std::string endpoint, handler, site, state, wchan;
   uint32_t samples = 0;
+  double sampling_delay_seconds = 0;  // from the arm threshold to the first sample
 };
 
 // The fields a stall event or /api/slow event gets from an attribution: endpoint, handler, site,

@@ -8,7 +8,8 @@ worker of examples/demo_app.py with LOOPWATCH=1.
   demo_app.py and the line of the spinning / sleeping statement, and whose thread state tells the two
   apart ("running" vs "sleeping").
 - A healthy loop under load never wakes the shim's watchdog thread: loopwatch_watchdog_wakeups_total
-  stays 0 (and loopwatch_stalls_total 0) through a burst of requests; the stall then wakes it once.
+  stays put (and loopwatch_stalls_total 0) through a burst of requests after the worker's first
+  ones; the stall then wakes it once (armed at 50 ms; the stack comes from a sample, no second wake).
 - The control endpoint (--web.enable-control) pauses a running worker's shim (its callback count
   stops while requests keep being served) and resumes it.
 """
@@ -93,9 +94,15 @@ def burst(app_url: str, requests: int) -> None:
 ])
 def test_a_stalled_worker_is_seen_while_it_is_stalled_with_its_stack(stack, ring_dir, loop, endpoint, statements, state):
     agent_url, app_url, pid = start(stack, ring_dir, loop)
+    # The watchdog wakes for every callback past the arm threshold (50 ms): a worker's first requests
+    # (FastAPI building its models) may take that long on a busy machine, so they come first.
+    burst(app_url, 20)
+    time.sleep(0.3)
+    woken = metric(agent_url, "loopwatch_watchdog_wakeups_total", pid)
     burst(app_url, 300)  # a healthy loop under load: the watchdog must not wake
     time.sleep(0.3)
-    assert metric(agent_url, "loopwatch_watchdog_wakeups_total", pid) == 0
+    assert metric(agent_url, "loopwatch_watchdog_wakeups_total", pid) == woken, \
+        metrics(agent_url).samples("loopwatch_blocked_seconds_total", pid=str(pid))
     assert metric(agent_url, "loopwatch_stalls_total", pid) == 0
     assert metric(agent_url, "loopwatch_callbacks_total", pid) > 300
 
@@ -123,7 +130,7 @@ def test_a_stalled_worker_is_seen_while_it_is_stalled_with_its_stack(stack, ring
     assert event["report"]["state"] == state, event["report"]
     assert "run_asgi" in event["callback"]
     assert metric(agent_url, "loopwatch_stalls_total", pid) == 1
-    assert metric(agent_url, "loopwatch_watchdog_wakeups_total", pid) == 1
+    assert metric(agent_url, "loopwatch_watchdog_wakeups_total", pid) == woken + 1  # armed once, no second wake
 
     request.join(30)
     assert reply and reply[0][0] == 200, reply

@@ -236,3 +236,47 @@ def test_which_installed_packages_count_as_the_users_is_configurable(environment
     result = subprocess.run([sys.executable, "-c", RULES_CHILD], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == expected
+
+
+# --- a loop thread that holds the GIL in C ------------------------------------------------------------
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_callback_holding_the_gil_in_c_gets_its_thread_state_at_once_and_its_time_charged(tmp_path, loop_kind):
+    from conftest import LOOP_KINDS
+    from test_stall_watchdog import CHILD_PRELUDE, HOLD_GIL, popen_child
+    from agent_view import CONTROL_VALID, STATE_ONLY
+
+    if loop_kind not in LOOP_KINDS:
+        pytest.skip(f"{loop_kind} is not installed")
+    child = popen_child(CHILD_PRELUDE[loop_kind] + HOLD_GIL, tmp_path)
+    try:
+        view = AgentView(child.stdout.readline().strip())
+        view.set_control(set_bits=CONTROL_VALID)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        start = view.wait_inflight()[0]
+        time.sleep(ARM_AFTER)
+        request = view.arm(start, stall_after_us=0)  # sample it, and report the stall at once
+        first = view.wait_report(request, {STATE_ONLY, COMPLETE, FAILED}, timeout=5, poll=0.001)
+        assert view.inflight()[0] == start, "the callback ended before the thread state came"
+        assert first.stage == STATE_ONLY and first.json["thread"]["state"] == "R"  # no GIL needed
+        assert child.stdout.readline().strip() == "done"
+        # The first sample waited for the GIL until sum() returned; the loop thread let it go on the
+        # same line, so the whole wait is charged there, as running.
+        hold_line = next(i for i, line in enumerate(HOLD_GIL.splitlines(), 1 + CHILD_PRELUDE[loop_kind].count("\n"))
+                         if line.endswith("# <- hold"))
+        names = _shim.read_ring(view.path)["names"]
+        slots = [{**s, "site": names.get(s["site"], "")} for s in view.table()]
+        held = sum(s["blocked_ns"] for s in slots if s["site"].endswith(f"(<string>:{hold_line})") or
+                   s["site"] == "(native code holding the GIL)")
+        # (The C call takes "about 2 s", calibrated by the child on a machine that may be busy.)
+        assert held == sum(s["blocked_ns"] for s in slots) >= 0.5e9, slots
+        assert all(s["state"] == "R" for s in slots), slots
+        child.stdin.write("exit\n")
+        child.stdin.flush()
+        assert child.wait(30) == 0, child.stderr.read()
+        view.close()
+        os.unlink(view.path)
+    finally:
+        child.kill()
+        child.wait()

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <atomic>
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 
@@ -124,7 +125,7 @@ struct AttributionKey {
   uint32_t handler = 0;
   uint32_t site = 0;
   uint32_t state = 0;
-  bool operator==(const AttributionKey&) const = default;
+  auto operator<=>(const AttributionKey&) const = default;
 };
 
 // Watchdog thread only. The caller keeps its own key -> slot map (Append is called once per key).

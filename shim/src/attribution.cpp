@@ -164,10 +164,9 @@ uint32_t AttributionMemo::NameId(protocol::NameTableWriter& table, const std::st
 }
 
 uint32_t AttributionMemo::Slot(protocol::AttributionTableWriter& writer, const protocol::AttributionKey& key) {
-  const auto tuple = std::make_tuple(key.endpoint, key.handler, key.site, key.state);
-  if (auto it = slots.find(tuple); it != slots.end()) return it->second;
+  if (auto it = slots.find(key); it != slots.end()) return it->second;
   const uint32_t slot = writer.Append(key);
-  slots.emplace(tuple, slot);
+  slots.emplace(key, slot);
   return slot;
 }
 

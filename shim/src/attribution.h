@@ -22,7 +22,6 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -59,7 +58,7 @@ bool SampleStack(unsigned long thread_ident, std::size_t max_frames, SampleNames
 // (a fork stops and starts the thread), so no name or key is ever written twice. GIL held.
 struct AttributionMemo {
   std::unordered_map<std::string, uint32_t> name_ids;
-  std::map<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t>, uint32_t> slots;  // key -> table slot
+  std::map<protocol::AttributionKey, uint32_t> slots;  // key -> table slot
 
   // The name's id in `table` (appended on first use; kNameIdOther when the table is full). "" is 0.
   uint32_t NameId(protocol::NameTableWriter& table, const std::string& name);

@@ -101,7 +101,7 @@ PyObject* SetAttributionRules(PyObject* /*module*/, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-PyObject* IsUserFileForTests(PyObject* /*module*/, PyObject* file) {
+PyObject* IsUserFilePath(PyObject* /*module*/, PyObject* file) {
   const char* utf8 = PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : nullptr;
   if (utf8 == nullptr) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "is_user_file(path: str)");
@@ -169,7 +169,7 @@ PyMethodDef g_module_methods[] = {
      "time_eager_factory(factory) -> a task factory that calls it and times the eager first step it runs"},
     {"set_attribution_rules", SetAttributionRules, METH_VARARGS,
      "set_attribution_rules(skip, library, user, roots): path prefixes that decide which frames are the user's"},
-    {"is_user_file", IsUserFileForTests, METH_O, "is_user_file(path) -> whether a frame in that file counts as the user's"},
+    {"is_user_file", IsUserFilePath, METH_O, "is_user_file(path) -> whether a frame in that file counts as the user's"},
     {"loops", Loops, METH_NOARGS, "one dict per loop seen: id, kind, state, file, error, samples, drops"},
     {"instrument_protocol", InstrumentProtocol, METH_O,
      "instrument_protocol(protocol) -> (callbacks timed on it, callbacks not timed, its class patched now)"},

@@ -243,7 +243,7 @@ def test_which_installed_packages_count_as_the_users_is_configurable(environment
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_a_callback_holding_the_gil_in_c_gets_its_thread_state_at_once_and_its_time_charged(tmp_path, loop_kind):
     from conftest import LOOP_KINDS
-    from test_stall_watchdog import CHILD_PRELUDE, HOLD_GIL, popen_child
+    from test_stall_watchdog import CHILD_PRELUDE, HOLD_GIL, exit_child, hold_gil_line, popen_child
     from agent_view import CONTROL_VALID, STATE_ONLY
 
     if loop_kind not in LOOP_KINDS:
@@ -263,8 +263,7 @@ def test_a_callback_holding_the_gil_in_c_gets_its_thread_state_at_once_and_its_t
         assert child.stdout.readline().strip() == "done"
         # The first sample waited for the GIL until sum() returned; the loop thread let it go on the
         # same line, so the whole wait is charged there, as running.
-        hold_line = next(i for i, line in enumerate(HOLD_GIL.splitlines(), 1 + CHILD_PRELUDE[loop_kind].count("\n"))
-                         if line.endswith("# <- hold"))
+        hold_line = hold_gil_line(loop_kind)
         names = _shim.read_ring(view.path)["names"]
         slots = [{**s, "site": names.get(s["site"], "")} for s in view.table()]
         held = sum(s["blocked_ns"] for s in slots if s["site"].endswith(f"(<string>:{hold_line})") or
@@ -272,11 +271,7 @@ def test_a_callback_holding_the_gil_in_c_gets_its_thread_state_at_once_and_its_t
         # (The C call takes "about 2 s", calibrated by the child on a machine that may be busy.)
         assert held == sum(s["blocked_ns"] for s in slots) >= 0.5e9, slots
         assert all(s["state"] == "R" for s in slots), slots
-        child.stdin.write("exit\n")
-        child.stdin.flush()
-        assert child.wait(30) == 0, child.stderr.read()
-        view.close()
-        os.unlink(view.path)
+        exit_child(child, view)
     finally:
         child.kill()
         child.wait()

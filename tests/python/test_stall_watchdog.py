@@ -414,6 +414,21 @@ sys.stdin.readline()
 """
 
 
+def hold_gil_line(loop_kind: str) -> int:
+    """The line of the child's code (prelude + HOLD_GIL) that holds the GIL."""
+    first = 1 + CHILD_PRELUDE[loop_kind].count("\n")
+    return next(i for i, line in enumerate(HOLD_GIL.splitlines(), first) if line.endswith("# <- hold"))
+
+
+def exit_child(child: subprocess.Popen, view: AgentView) -> None:
+    """Tells a HOLD_GIL child to exit, checks that it exited cleanly and removes its ring."""
+    child.stdin.write("exit\n")
+    child.stdin.flush()
+    assert child.wait(30) == 0, child.stderr.read()
+    view.close()
+    os.unlink(view.path)
+
+
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
 def test_thread_state_is_reported_at_once_while_the_loop_thread_holds_the_gil(tmp_path, loop_kind):
     child = popen_child(CHILD_PRELUDE[loop_kind] + HOLD_GIL, tmp_path)
@@ -438,15 +453,9 @@ def test_thread_state_is_reported_at_once_while_the_loop_thread_holds_the_gil(tm
         assert final.stage == COMPLETE, final.text
         assert final.gil_wait_ns > 0.2e9  # it waited for the GIL until the C call returned
         # The loop thread let the GIL go right after sum() returned, still on that line.
-        hold_line = next(i for i, line in enumerate(HOLD_GIL.splitlines(), 1 + CHILD_PRELUDE[loop_kind].count("\n"))
-                         if line.endswith("# <- hold"))
-        assert final.json["frames"][0] == {"file": "<string>", "line": hold_line, "function": "hold_gil"}
+        assert final.json["frames"][0] == {"file": "<string>", "line": hold_gil_line(loop_kind), "function": "hold_gil"}
         assert child.stdout.readline().strip() == "done"
-        child.stdin.write("exit\n")
-        child.stdin.flush()
-        assert child.wait(30) == 0, child.stderr.read()
-        view.close()
-        os.unlink(view.path)
+        exit_child(child, view)
     finally:
         child.kill()
         child.wait()

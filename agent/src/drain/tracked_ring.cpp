@@ -54,10 +54,9 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
   }
   LoopMetrics& metrics = *metrics_;
   const protocol::NameTableReader& names = file_->names();
-  auto poll_names = [this] { return PollNames(); };
   // Before the names: every name a published slot uses was appended before the slot (attribution.h).
   const uint32_t slots = blocked_ != nullptr ? protocol::PublishedSlots(file_->live_header(), file_->header().attribution_capacity) : 0;
-  bool names_ok = poll_names();
+  bool names_ok = PollNames();  // marks the ring corrupt when it fails
   // The in-flight callback and its attribution before its sample is drained (its /api/slow event
   // then carries the attribution).
   if (names_ok) WatchInflight(now);
@@ -70,7 +69,7 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
     const auto status = file_->reader().Drain(
         want,
         [&](const protocol::Sample& s) {
-          if (s.name_id >= names.next_id() && names_ok) names_ok = poll_names();
+          if (s.name_id >= names.next_id() && names_ok) names_ok = PollNames();
           metrics.Add(s);
         },
         &got);
@@ -88,10 +87,7 @@ uint64_t TrackedRing::Drain(uint64_t max_samples, Clock::time_point now) {
     MarkCorrupt("truncated");
     return total;
   }
-  if (!names_ok) {
-    MarkCorrupt("corrupt_names");
-    return total;
-  }
+  if (!names_ok) return total;  // PollNames marked it corrupt
   file_->ReleaseDrainedPages();
   // Relaxed: a statistic the writer bumps on its own; an exact moment does not matter.
   metrics.MirrorDropped(file_->live_header().dropped.load(std::memory_order_relaxed));

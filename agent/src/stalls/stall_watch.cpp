@@ -28,10 +28,6 @@ prometheus::Labels InflightLabels(prometheus::Labels labels, const std::string& 
   return labels;
 }
 
-void MergeAttribution(const AttributedCallback& attributed, nlohmann::json& event) {
-  event.update(AttributionFields(attributed));
-}
-
 // /proc/<pid>/stat state letters, in words an SRE reads.
 const char* StateName(const std::string& state) {
   if (state == "R") return "running";
@@ -128,17 +124,14 @@ StallWatch::~StallWatch() {
 }
 
 void StallWatch::SetGauge(const std::string& callback, const AttributedCallback* attributed, double age) {
-  const std::string& site = attributed != nullptr ? attributed->site : std::string();
-  const std::string& endpoint = attributed != nullptr ? attributed->endpoint : std::string();
-  if (inflight_series_ == nullptr || callback != inflight_label_ || site != inflight_site_ ||
-      endpoint != inflight_endpoint_) {
+  const uint64_t attributed_start = attributed != nullptr ? attributed->start_ticks : 0;
+  if (inflight_series_ == nullptr || callback != inflight_label_ || attributed_start != inflight_attributed_start_) {
     // One series per loop: the old labels go before the new ones come, so a scrape sees at most
     // one in-flight value per loop.
     if (inflight_series_ != nullptr) families_.inflight_seconds.Remove(inflight_series_);
     inflight_series_ = &families_.inflight_seconds.Add(InflightLabels(loop_labels_, callback, attributed));
     inflight_label_ = callback;
-    inflight_site_ = site;
-    inflight_endpoint_ = endpoint;
+    inflight_attributed_start_ = attributed_start;
   }
   inflight_series_->Set(age);
 }
@@ -208,17 +201,17 @@ void StallWatch::Check(Clock::time_point now, const NameOf& name_of, const TextO
   }
   inflight_seconds_ = age;
   // Arm before the stall check: on a v1.3 ring the arm also asks for the stall report.
+  // (An arm threshold set above the stall threshold arms at the stall.)
   if (busy && can_sample_ && start != armed_start_ticks_ &&
-      (age >= options_.arm_threshold_seconds || age >= options_.stall_threshold_seconds)) {
+      age >= std::min(options_.arm_threshold_seconds, options_.stall_threshold_seconds)) {
     Arm(start);
   }
   if (can_sample_) ReadAttribution(text_of);
   const bool attributed = busy && attributed_.start_ticks == start;
-  inflight_attributed_ = attributed;
   const bool named = busy && age >= options_.name_threshold_seconds;
   const std::string callback = named ? name_of(name_id) : std::string();
   SetGauge(callback, attributed ? &first_attribution_ : nullptr, age);
-  if (stall_running_ && attributed) MergeAttribution(attributed_, event_);
+  if (stall_running_ && attributed) event_.update(AttributionFields(attributed_));
 
   if (stall_running_ && (!busy || start != stall_start_ticks_)) {
     stall_running_ = false;  // the stalled callback returned
@@ -250,7 +243,7 @@ void StallWatch::BeginStall(Clock::time_point now, uint64_t start_ticks, const s
             {"running_seconds", age},
             {"finished", false},
             {"report", {{"stage", can_capture_ ? "requested" : "unsupported"}}}};
-  if (attributed_.start_ticks == start_ticks) MergeAttribution(attributed_, event_);
+  if (attributed_.start_ticks == start_ticks) event_.update(AttributionFields(attributed_));
   stalls_log_.Add(event_);
   if (!can_capture_) {
     spdlog::warn("stall: service={} pid={} loop={} callback \"{}\" running for {:.1f} s (the ring's writer cannot capture stacks)",

@@ -71,7 +71,9 @@ class StallWatch {
   // The in-flight gauge's callback label: the running callback's name once it is slow, else "".
   const std::string& inflight_callback() const { return inflight_label_; }
   // What the first sample of the callback running now said (the gauge's labels); null before it.
-  const AttributedCallback* inflight_attribution() const { return inflight_attributed_ ? &first_attribution_ : nullptr; }
+  const AttributedCallback* inflight_attribution() const {
+    return inflight_attributed_start_ != 0 ? &first_attribution_ : nullptr;
+  }
   uint64_t stalls() const { return stalls_; }
   bool can_sample() const { return can_sample_; }
   uint64_t arms() const { return arms_; }
@@ -98,8 +100,9 @@ class StallWatch {
 
   prometheus::Gauge* inflight_series_ = nullptr;
   std::string inflight_label_;  // the callback label of inflight_series_
-  std::string inflight_site_;   // its site label (empty until the callback was sampled)
-  std::string inflight_endpoint_;
+  // The start ticks of the callback whose first sample gave inflight_series_ its endpoint, handler and
+  // site labels (first_attribution_); 0: those labels are empty.
+  uint64_t inflight_attributed_start_ = 0;
   prometheus::Histogram& sampling_delay_;
   prometheus::Counter* stalls_series_;
   prometheus::Counter* wakeups_series_;
@@ -115,7 +118,6 @@ class StallWatch {
   uint64_t arms_ = 0;
   AttributedCallback attributed_;        // the latest sample's
   AttributedCallback first_attribution_;  // the first sample's of the same callback (the gauge's labels)
-  bool inflight_attributed_ = false;      // first_attribution_ is the running callback's
   uint32_t attribution_seq_ = 0;  // the seqlock value attributed_ was read at
   bool stall_running_ = false;
   bool awaiting_report_ = false;

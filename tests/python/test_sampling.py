@@ -83,15 +83,17 @@ def test_a_sleeping_callback_is_charged_to_its_line_as_sleeping(loop):
 
     out = run_armed(loop, view, soon(loop, sampling_helpers.block_in_sleep, 0.3))
     slots = slots_named(view)
-    assert [s["site"] for s in slots] == [site_of("block_in_sleep", "# <- sleep site")], slots
-    slot = slots[0]
-    assert slot["state"] == "S"
+    # One line; a sample taken just as time.sleep returned (a busy machine) may say R, not S.
+    assert {s["site"] for s in slots} == {site_of("block_in_sleep", "# <- sleep site")}, slots
+    total = sum(s["blocked_ns"] for s in slots)
+    assert sum(s["blocked_ns"] for s in slots if s["state"] == "S") >= 0.9 * total, slots
     # The whole callback up to the last sample: 0.3 s minus at most one interval and the slack.
-    assert 0.2 <= slot["blocked_ns"] * 1e-9 <= 0.35, slot
-    assert 10 <= slot["samples"] <= 30, slot
+    assert 0.2 <= total * 1e-9 <= 0.35, slots
+    samples = sum(s["samples"] for s in slots)
+    assert 10 <= samples <= 30, slots
     current = view.attribution()
-    assert current["start"] == out["start"] and current["samples"] == slot["samples"]
-    assert names_of(view)[current["site"]] == slot["site"] and current["state"] == "S"
+    assert current["start"] == out["start"] and current["samples"] == samples
+    assert names_of(view)[current["site"]] == slots[0]["site"]
     # The first sample follows the arm within a few intervals (reported in the note).
     assert current["first_sample_mono_ns"] >= out["armed_at"] - 5_000_000
     assert view.u64(WATCHDOG_WAKEUPS) == wakeups + 1  # one wake-up per armed callback
@@ -144,8 +146,8 @@ def test_an_asgi_request_is_named_by_route_template_and_handler(loop):
 
     run_armed(loop, view, start)
     slots = slots_named(view)
-    assert [(s["endpoint"], s["handler"], s["site"]) for s in slots] == [
-        ("GET /orders/{order_id}", f"{__name__}.get_order", site_of("block_in_sleep", "# <- sleep site"))], slots
+    assert {(s["endpoint"], s["handler"], s["site"]) for s in slots} == {
+        ("GET /orders/{order_id}", f"{__name__}.get_order", site_of("block_in_sleep", "# <- sleep site"))}, slots
     assert "/orders/17" not in str(names_of(view))  # never the raw path
     view.close()
 
@@ -161,8 +163,8 @@ def test_without_a_route_the_handler_is_the_outermost_frame_of_the_users_code(lo
 
     run_armed(loop, view, start)
     slots = slots_named(view)
-    assert [(s["endpoint"], s["handler"]) for s in slots] == [
-        ("", f"{__name__}.test_without_a_route_the_handler_is_the_outermost_frame_of_the_users_code")], slots
+    assert {(s["endpoint"], s["handler"]) for s in slots} == {
+        ("", f"{__name__}.test_without_a_route_the_handler_is_the_outermost_frame_of_the_users_code")}, slots
     view.close()
 
 
